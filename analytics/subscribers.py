@@ -1,0 +1,36 @@
+"""Event consumers of the analytics-os service."""
+from __future__ import annotations
+
+import logging
+
+from qtweb.events import ALL_EVENTS, EventEnvelope, EventType, subscriber
+from qtweb.logging import get_logger
+from qtweb.queues import Queue
+
+log = get_logger("analytics.audit")
+
+# Events an operator must see in the audit stream at a raised level.
+_WARNING_TYPES = {EventType.RISK_ALERT, EventType.SYSTEM_ALERT, EventType.SYSTEM_MODE_CHANGED}
+_CRITICAL_TYPES = {EventType.EMERGENCY_STOP}
+# Events too frequent to log at INFO (one per worker every 5 s, one per bar).
+_QUIET_TYPES = {EventType.SERVICE_HEARTBEAT, EventType.MARKET_BAR, EventType.HEALTH_STATUS}
+
+
+@subscriber(ALL_EVENTS, queue=Queue.OPS, name="analytics.observer")
+def observe(event: EventEnvelope) -> None:
+    """The audit stream: every event of every type, one JSON line with its trace id.
+
+    `grep <trace_id> var/log/worker-ops.log` tells a flow's story in order even after the
+    event rows are pruned. Later analytics features (alert rules, learning manager) hook in
+    here or add their own subscriptions.
+    """
+    if event.type in _CRITICAL_TYPES:
+        level = logging.CRITICAL
+    elif event.type in _WARNING_TYPES:
+        level = logging.WARNING
+    elif event.type in _QUIET_TYPES:
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    log.log(level, "event", event_type=event.type.value, event_id=str(event.event_id), source=event.source,
+            trace_id=event.trace_id, event_timestamp=event.timestamp.isoformat(), payload=event.payload)

@@ -1,0 +1,233 @@
+"""publish(), dispatch, consume, re-dispatch and pruning: the event backbone.
+
+publish() validates, then writes the event and one delivery row per subscriber inside the
+caller's transaction. Only after that transaction commits is one Celery task per subscriber
+sent to the subscriber's queue, and the event pushed to the dashboard's Channels group. If
+the broker is down or loses the message, the delivery row stays PENDING and
+`redispatch_pending` (beat, and every worker at start) sends it again; the consume step makes
+the duplicate harmless.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+
+from qtweb import metrics, tracing
+from qtweb.events import registry
+from qtweb.events.models import DeliveryStatus, Event, EventDelivery
+from qtweb.events.schemas import EventEnvelope, EventType, build_envelope, parse_envelope
+from qtweb.logging import get_logger
+
+log = get_logger(__name__)
+
+DASHBOARD_GROUP = "dashboard"
+# Deliveries per redispatch sweep: bounded so a huge backlog is sent over several sweeps
+# instead of one task holding thousands of rows in memory.
+REDISPATCH_BATCH = 2000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def publish(
+    event_type: EventType | str,
+    payload: Any,
+    *,
+    source: str | None = None,
+    trace_id: str | None = None,
+    using: str = "default",
+) -> EventEnvelope:
+    """Validate and store an event in the caller's transaction; dispatch it on commit.
+
+    Raises EventValidationError (naming the field) before anything is written.
+    The trace id is, in order: the one given, the one active in this context, a new one.
+    """
+    envelope = build_envelope(
+        event_type,
+        payload,
+        trace_id=trace_id or tracing.current_trace_id() or tracing.new_trace_id(),
+        source=source or settings.QT_SERVICE,
+    )
+    subs = registry.subscribers_for(envelope.type)
+    now = envelope.timestamp
+    with transaction.atomic(using=using):
+        event = Event(
+            event_id=envelope.event_id,
+            type=envelope.type.value,
+            version=envelope.version,
+            trace_id=envelope.trace_id,
+            source=envelope.source,
+            timestamp=envelope.timestamp,
+            payload=envelope.payload,
+        )
+        event.save(using=using, force_insert=True)
+        deliveries = EventDelivery.objects.using(using).bulk_create(
+            [
+                EventDelivery(event=event, subscriber=s.name, queue=s.queue.value, created_at=now, dispatched_at=now)
+                for s in subs
+            ]
+        )
+        routes = [(d.pk, d.subscriber, d.queue) for d in deliveries]
+        transaction.on_commit(lambda: _after_commit(envelope, routes), using=using)
+    return envelope
+
+
+def _after_commit(envelope: EventEnvelope, routes: list[tuple[int, str, str]]) -> None:
+    metrics.EVENTS_PUBLISHED.labels(envelope.type.value).inc()
+    wire = envelope.model_dump(mode="json")
+    for delivery_id, subscriber, queue in routes:
+        send_delivery(delivery_id, subscriber, queue, wire)
+    from qtweb.events.push import push_to_dashboard
+
+    push_to_dashboard(wire)
+
+
+def send_delivery(delivery_id: int, subscriber: str, queue: str, wire: dict) -> bool:
+    """Send one delivery task. False if the broker refused: the outbox keeps it PENDING."""
+    from qtweb.events.tasks import deliver_event
+
+    try:
+        deliver_event.apply_async(
+            args=(delivery_id, subscriber, wire),
+            queue=queue,
+            headers={tracing.TRACE_HEADER: wire["trace_id"]},
+        )
+        return True
+    except Exception as exc:  # broker unreachable: never lose the event, never crash the publisher
+        metrics.EVENTS_DISPATCH_ERRORS.labels(queue).inc()
+        log.warning("event dispatch failed; the outbox will re-dispatch", delivery_id=delivery_id,
+                    subscriber=subscriber, queue=queue, error=repr(exc), trace_id=wire["trace_id"])
+        return False
+
+
+# --- consuming ---------------------------------------------------------------------------
+
+
+class UnknownSubscriber(LookupError):
+    """A delivery names a subscriber this process does not have (deploy mismatch): retried."""
+
+
+def consume(delivery_id: int, subscriber: str, wire: dict, *, worker: str) -> str:
+    """Run the subscriber's handler once for this delivery. Returns 'handled' or 'duplicate'.
+
+    The handler runs inside the transaction that flips the delivery PENDING -> DONE: if the
+    handler raises, the flip rolls back with the handler's own writes. A concurrent duplicate
+    blocks on the row lock and then finds the delivery DONE.
+    """
+    sub = registry.get_subscription(subscriber)
+    if sub is None:
+        raise UnknownSubscriber(f"no subscriber named {subscriber!r} in this process")
+    envelope = parse_envelope(wire)
+    with transaction.atomic():
+        claimed = EventDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
+            status=DeliveryStatus.DONE, processed_at=_now(), processed_by=worker, attempts=F("attempts") + 1
+        )
+        if not claimed:
+            return "duplicate"
+        sub.handler(envelope)
+    return "handled"
+
+
+def record_failure(delivery_id: int, error: BaseException, *, final: bool) -> None:
+    """Count a failed attempt; after the last one the delivery is FAILED (visible in admin)."""
+    fields: dict[str, Any] = {"attempts": F("attempts") + 1, "last_error": f"{type(error).__name__}: {error}"[:4000]}
+    if final:
+        fields["status"] = DeliveryStatus.FAILED
+    EventDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(**fields)
+
+
+# --- outbox recovery ---------------------------------------------------------------------
+
+
+def redispatch_pending(
+    *, queues: Iterable[str] | None = None, older_than_seconds: float | None = None, reason: str = "sweep"
+) -> int:
+    """Re-send deliveries still PENDING after `older_than_seconds` since their last dispatch.
+
+    Used by the beat sweep (threshold EVENT_REDISPATCH_AFTER_SECONDS, longer than the longest
+    retry backoff) and by each worker at start for its own queues (threshold 0: whatever the
+    broker held for a dead worker may be gone). Duplicates are harmless: see consume().
+    """
+    if older_than_seconds is None:
+        older_than_seconds = settings.EVENT_REDISPATCH_AFTER_SECONDS
+    cutoff = _now() - timedelta(seconds=older_than_seconds)
+    qs = EventDelivery.objects.filter(status=DeliveryStatus.PENDING, dispatched_at__lte=cutoff)
+    if queues is not None:
+        qs = qs.filter(queue__in=list(queues))
+    rows = list(qs.select_related("event").order_by("dispatched_at")[:REDISPATCH_BATCH])
+    sent_ids = []
+    for d in rows:
+        wire = d.event.as_envelope()
+        with tracing.trace(d.event.trace_id):
+            if send_delivery(d.pk, d.subscriber, d.queue, wire):
+                sent_ids.append(d.pk)
+                metrics.EVENTS_REDISPATCHED.labels(d.queue, reason).inc()
+    if sent_ids:
+        EventDelivery.objects.filter(pk__in=sent_ids).update(dispatched_at=_now(), dispatch_count=F("dispatch_count") + 1)
+        log.info("re-dispatched pending deliveries", count=len(sent_ids), reason=reason)
+    return len(sent_ids)
+
+
+def retry_failed(delivery_ids: Iterable[int]) -> int:
+    """Operator action: put FAILED deliveries back to PENDING and send them again."""
+    ids = list(delivery_ids)
+    n = EventDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.FAILED).update(
+        status=DeliveryStatus.PENDING, dispatched_at=_now() - timedelta(days=1), last_error=""
+    )
+    if n:
+        transaction.on_commit(lambda: redispatch_pending(older_than_seconds=3600, reason="operator_retry"))
+    return n
+
+
+def prune_processed(*, retention_hours: float | None = None, heartbeat_retention_hours: float | None = None) -> int:
+    """Delete events whose every delivery is DONE and that are older than the retention.
+
+    Events with a PENDING or FAILED delivery are kept whatever their age. Heartbeats have a
+    shorter retention: they are many and only their latest value matters.
+    """
+    retention = settings.EVENT_RETENTION_HOURS if retention_hours is None else retention_hours
+    hb_retention = settings.HEARTBEAT_RETENTION_HOURS if heartbeat_retention_hours is None else heartbeat_retention_hours
+    open_deliveries = EventDelivery.objects.filter(event=OuterRef("pk")).exclude(status=DeliveryStatus.DONE)
+    deleted = 0
+    for types, hours in (
+        ({"exclude": [EventType.SERVICE_HEARTBEAT.value]}, retention),
+        ({"include": [EventType.SERVICE_HEARTBEAT.value]}, hb_retention),
+    ):
+        qs = Event.objects.filter(timestamp__lt=_now() - timedelta(hours=hours)).filter(~Exists(open_deliveries))
+        qs = qs.exclude(type__in=types["exclude"]) if "exclude" in types else qs.filter(type__in=types["include"])
+        while True:  # in batches: one huge DELETE would hold locks and memory
+            ids = list(qs.values_list("pk", flat=True)[:5000])
+            if not ids:
+                break
+            EventDelivery.objects.filter(event_id__in=ids).delete()
+            n, _ = Event.objects.filter(pk__in=ids).delete()
+            deleted += n
+    if deleted:
+        log.info("pruned processed events", deleted=deleted)
+    return deleted
+
+
+def events_for_trace(trace_id: str):
+    return Event.objects.filter(trace_id=trace_id).order_by("timestamp", "event_id").prefetch_related("deliveries")
+
+
+def new_event_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def wait_until_handled(event_id: uuid.UUID | str, timeout: float = 10.0, poll: float = 0.02) -> bool:
+    """Block until every delivery of an event is DONE (for scripts, tests and benchmarks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not EventDelivery.objects.filter(event_id=event_id).exclude(status=DeliveryStatus.DONE).exists():
+            return True
+        time.sleep(poll)
+    return False

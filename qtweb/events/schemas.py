@@ -1,0 +1,518 @@
+"""Every event type of the design and its payload, as pydantic v2 models.
+
+An event is an envelope (event_id, type, version, trace_id, source, timestamp) around a
+payload. Payload models forbid unknown fields and carry the constraints a consumer relies on
+(confidence in [0, 1], positive sizes, enums for sides and statuses, unified symbol format),
+so a bad event is refused at publish time with the field named, never half-handled later.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from qtweb.tracing import is_valid_trace_id
+
+# --- shared field types ------------------------------------------------------------------
+
+# ccxt unified symbols: BASE/QUOTE for spot, BASE/QUOTE:SETTLE for perpetuals.
+SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}/[A-Z0-9]{2,10}(:[A-Z0-9]{2,10})?$"
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN, examples=["BTC/USDT", "ETH/USDT:USDT"])]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+NonNegativeDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+SignedDecimal = Annotated[Decimal, Field(allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
+
+
+class SignalAction(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+    HOLD = "HOLD"
+
+
+class OrderSide(StrEnum):  # ccxt's unified side
+    BUY = "buy"
+    SELL = "sell"
+
+
+class PositionSide(StrEnum):
+    LONG = "long"
+    SHORT = "short"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class ExecutionStatus(StrEnum):
+    OPEN = "open"
+    FILLED = "filled"
+    PARTIALLY_FILLED = "partially_filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"  # e.g. a timeout on order creation: outcome unknown, never "failed"
+
+
+class CloseReason(StrEnum):
+    TAKE_PROFIT = "take_profit"
+    STOP_LOSS = "stop_loss"
+    TRAILING_STOP = "trailing_stop"
+    GOVERNOR = "governor"
+    MANUAL = "manual"
+    LIQUIDATION = "liquidation"
+    EMERGENCY_STOP = "emergency_stop"
+    REBALANCE = "rebalance"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class HealthState(StrEnum):
+    HEALTHY = "HEALTHY"
+    DEGRADED = "DEGRADED"
+    UNHEALTHY = "UNHEALTHY"
+
+
+class SystemMode(StrEnum):
+    NORMAL = "NORMAL"
+    SHADOW = "SHADOW"
+    REDUCE_ONLY = "REDUCE_ONLY"
+    HALTED = "HALTED"
+
+
+class LearningKind(StrEnum):
+    DRIFT_DETECTED = "drift_detected"
+    RETRAIN_STARTED = "retrain_started"
+    RETRAIN_COMPLETED = "retrain_completed"
+    RETRAIN_FAILED = "retrain_failed"
+    MODEL_PROMOTED = "model_promoted"
+    MODEL_REJECTED = "model_rejected"
+    EXPERIENCE_RECORDED = "experience_recorded"
+
+
+class Timeframe(StrEnum):
+    M1 = "1m"
+    M5 = "5m"
+    M15 = "15m"
+    H1 = "1h"
+    H4 = "4h"
+    D1 = "1d"
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+# --- payloads ----------------------------------------------------------------------------
+
+
+class SignalGenerated(Payload):
+    symbol: Symbol
+    timeframe: Timeframe
+    action: SignalAction
+    confidence: Probability
+    score: float = Field(ge=-1.0, le=1.0, allow_inf_nan=False)
+    ensemble_agreement: Probability
+    models_voted: int = Field(ge=0, le=32)
+    min_confidence_threshold: Probability = 0.6
+    price: PositiveDecimal | None = None
+    model_versions: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelPrediction(Payload):
+    symbol: Symbol
+    timeframe: Timeframe
+    model: Name
+    model_version: Name
+    prob_up: Probability
+    prob_down: Probability
+    latency_ms: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _probabilities_sum(self) -> ModelPrediction:
+        if self.prob_up + self.prob_down > 1.0 + 1e-6:
+            raise ValueError("prob_up + prob_down must not exceed 1")
+        return self
+
+
+class RlDecision(Payload):
+    symbol: Symbol
+    action: SignalAction
+    agent_action: Probability  # fraction of the allowed size the agent chose
+    kelly_fraction: Probability
+    final_size_usd: NonNegativeDecimal
+    agent_trained: bool
+    reason: Text
+
+
+class UniverseOpportunity(Payload):
+    symbol: Symbol
+    rank: int = Field(ge=1)
+    score: float = Field(allow_inf_nan=False)
+    quote_volume_usd: NonNegativeDecimal
+    atr_pct: NonNegativeFloat
+    realized_volatility: NonNegativeFloat
+    trend_strength: float = Field(allow_inf_nan=False)
+
+
+class ExecutionRequest(Payload):
+    client_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,36}$")]
+    symbol: Symbol
+    side: OrderSide
+    order_type: OrderType
+    amount: PositiveDecimal
+    price: PositiveDecimal | None = None
+    reduce_only: bool = False
+    leverage: int = Field(default=1, ge=1, le=125)
+    strategy: Name = "market"
+
+    @model_validator(mode="after")
+    def _limit_needs_price(self) -> ExecutionRequest:
+        if self.order_type is OrderType.LIMIT and self.price is None:
+            raise ValueError("price is required for a limit order")
+        return self
+
+
+class ExecutionResult(Payload):
+    client_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,36}$")]
+    exchange_order_id: str | None = None
+    symbol: Symbol
+    side: OrderSide
+    status: ExecutionStatus
+    requested_amount: PositiveDecimal
+    filled_amount: NonNegativeDecimal
+    average_price: PositiveDecimal | None = None
+    fee_usd: NonNegativeDecimal = Decimal("0")
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _filled_within_requested(self) -> ExecutionResult:
+        if self.filled_amount > self.requested_amount:
+            raise ValueError("filled_amount must not exceed requested_amount")
+        return self
+
+
+class PositionOpened(Payload):
+    position_id: Name
+    symbol: Symbol
+    side: PositionSide
+    amount: PositiveDecimal
+    entry_price: PositiveDecimal
+    leverage: int = Field(default=1, ge=1, le=125)
+    stop_loss_price: PositiveDecimal | None = None
+    take_profit_price: PositiveDecimal | None = None
+
+
+class PositionClosed(Payload):
+    position_id: Name
+    symbol: Symbol
+    side: PositionSide
+    amount: PositiveDecimal
+    entry_price: PositiveDecimal
+    exit_price: PositiveDecimal
+    realized_pnl_usd: SignedDecimal
+    fees_usd: NonNegativeDecimal = Decimal("0")
+    reason: CloseReason
+    opened_at: UtcDatetime | None = None
+
+
+class RiskAlert(Payload):
+    severity: Severity
+    rule: Name
+    message: Text
+    symbol: Symbol | None = None
+    policy_version: int | None = Field(default=None, ge=1)
+    rejected: bool = True
+
+
+class EmergencyStop(Payload):
+    reason: Text
+    triggered_by: Name
+    drawdown_pct: NonNegativeFloat | None = None
+    consecutive_losses: int | None = Field(default=None, ge=0)
+    flatten_positions: bool = True
+
+
+class PolicyUpdated(Payload):
+    policy_version: int = Field(ge=1)
+    changed_fields: list[Name] = Field(min_length=1)
+    updated_by: Name
+
+
+class SystemModeChanged(Payload):
+    previous_mode: SystemMode
+    mode: SystemMode
+    reason: Annotated[str, Field(min_length=3, max_length=2000)]
+    changed_by: Name
+
+
+class ServiceHeartbeat(Payload):
+    service: Name
+    queue: Name
+    worker: Name
+    host: Name
+    pid: int = Field(gt=0)
+    uptime_seconds: NonNegativeFloat
+    cpu_percent: NonNegativeFloat
+    memory_percent: float = Field(ge=0.0, le=100.0, allow_inf_nan=False)
+    rss_mb: NonNegativeFloat
+    active_tasks: int = Field(ge=0)
+    events_processed_last_minute: int = Field(ge=0)
+
+
+class ServiceHealth(Payload):
+    status: HealthState
+    heartbeat_age_seconds: NonNegativeFloat | None = None
+    reason: str = ""
+
+
+class HealthStatus(Payload):
+    status: HealthState
+    services: dict[str, ServiceHealth]
+    reason: str = ""
+
+
+class SystemAlert(Payload):
+    severity: Severity
+    component: Name
+    message: Text
+    service: Name | None = None
+
+
+class LearningEvent(Payload):
+    kind: LearningKind
+    model_type: Name
+    model_version: Name | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    reason: str = ""
+
+
+class PortfolioBalance(Payload):
+    equity_usd: NonNegativeDecimal
+    gross_exposure_usd: NonNegativeDecimal
+    exposures_usd: dict[str, SignedDecimal] = Field(default_factory=dict)
+    directives: list[str] = Field(default_factory=list)
+
+
+class ProfitAmplification(Payload):
+    position_id: Name
+    symbol: Symbol
+    action: Annotated[str, Field(pattern=r"^(add|extend_take_profit|hold)$")]
+    add_size_usd: NonNegativeDecimal = Decimal("0")
+    reason: Text
+
+
+class MarketBar(Payload):
+    symbol: Symbol
+    timeframe: Timeframe
+    open_time: UtcDatetime
+    open: PositiveDecimal
+    high: PositiveDecimal
+    low: PositiveDecimal
+    close: PositiveDecimal
+    volume: NonNegativeDecimal
+
+    @model_validator(mode="after")
+    def _ohlc_consistent(self) -> MarketBar:
+        if not (self.high >= max(self.open, self.close) and min(self.open, self.close) >= self.low):
+            raise ValueError("OHLC inconsistent: need high >= max(open, close) >= min(open, close) >= low")
+        return self
+
+
+class OrchestratorDirective(Payload):
+    directive: Name
+    issuer: Annotated[str, Field(pattern=r"^(self_healing|risk|hfos|pba|pal)$")]
+    target: Name
+    priority: int = Field(ge=0, le=100)
+    reason: Text
+
+
+class PlatformProbe(Payload):
+    """A synthetic event for probes, benchmarks and end-to-end checks of the bus itself."""
+
+    probe_id: Name
+    sent_at: UtcDatetime
+    note: str = ""
+
+    @field_validator("note")
+    @classmethod
+    def _short_note(cls, v: str) -> str:
+        if len(v) > 200:
+            raise ValueError("note must be at most 200 characters")
+        return v
+
+
+# --- the catalogue -----------------------------------------------------------------------
+
+
+class EventType(StrEnum):
+    SIGNAL_GENERATED = "signal.generated"
+    MODEL_PREDICTION = "model.prediction"
+    RL_DECISION = "rl.decision"
+    UNIVERSE_OPPORTUNITY = "universe.opportunity"
+    EXECUTION_REQUEST = "execution.request"
+    EXECUTION_RESULT = "execution.result"
+    POSITION_OPENED = "position.opened"
+    POSITION_CLOSED = "position.closed"
+    RISK_ALERT = "risk.alert"
+    EMERGENCY_STOP = "emergency.stop"
+    POLICY_UPDATED = "policy.updated"
+    SYSTEM_MODE_CHANGED = "system.mode_changed"
+    SERVICE_HEARTBEAT = "service.heartbeat"
+    HEALTH_STATUS = "health.status"
+    SYSTEM_ALERT = "system.alert"
+    LEARNING_EVENT = "learning.event"
+    PORTFOLIO_BALANCE = "portfolio.balance"
+    PROFIT_AMPLIFICATION = "profit.amplification"
+    MARKET_BAR = "market.bar"
+    ORCHESTRATOR_DIRECTIVE = "orchestrator.directive"
+    PLATFORM_PROBE = "platform.probe"
+
+
+# type -> (payload model, current schema version)
+PAYLOADS: dict[EventType, tuple[type[Payload], int]] = {
+    EventType.SIGNAL_GENERATED: (SignalGenerated, 1),
+    EventType.MODEL_PREDICTION: (ModelPrediction, 1),
+    EventType.RL_DECISION: (RlDecision, 1),
+    EventType.UNIVERSE_OPPORTUNITY: (UniverseOpportunity, 1),
+    EventType.EXECUTION_REQUEST: (ExecutionRequest, 1),
+    EventType.EXECUTION_RESULT: (ExecutionResult, 1),
+    EventType.POSITION_OPENED: (PositionOpened, 1),
+    EventType.POSITION_CLOSED: (PositionClosed, 1),
+    EventType.RISK_ALERT: (RiskAlert, 1),
+    EventType.EMERGENCY_STOP: (EmergencyStop, 1),
+    EventType.POLICY_UPDATED: (PolicyUpdated, 1),
+    EventType.SYSTEM_MODE_CHANGED: (SystemModeChanged, 1),
+    EventType.SERVICE_HEARTBEAT: (ServiceHeartbeat, 1),
+    EventType.HEALTH_STATUS: (HealthStatus, 1),
+    EventType.SYSTEM_ALERT: (SystemAlert, 1),
+    EventType.LEARNING_EVENT: (LearningEvent, 1),
+    EventType.PORTFOLIO_BALANCE: (PortfolioBalance, 1),
+    EventType.PROFIT_AMPLIFICATION: (ProfitAmplification, 1),
+    EventType.MARKET_BAR: (MarketBar, 1),
+    EventType.ORCHESTRATOR_DIRECTIVE: (OrchestratorDirective, 1),
+    EventType.PLATFORM_PROBE: (PlatformProbe, 1),
+}
+
+
+class EventValidationError(ValueError):
+    """An event was refused: unknown type or a payload/envelope field out of its contract.
+
+    Not recoverable by retrying: the publisher must fix its input. `errors` lists
+    {"field": dotted path, "message": why} for each offending field.
+    """
+
+    def __init__(self, event_type: str, errors: list[dict[str, str]]):
+        self.event_type = event_type
+        self.errors = errors
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        super().__init__(f"invalid {event_type} event: {detail}")
+
+
+def _errors_from(exc: ValidationError, prefix: str) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        out.append({"field": f"{prefix}{loc}", "message": err["msg"]})
+    return out
+
+
+class EventEnvelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: uuid.UUID
+    type: EventType
+    version: int = Field(ge=1)
+    trace_id: str
+    source: Annotated[str, Field(min_length=1, max_length=64)]
+    timestamp: UtcDatetime
+    payload: dict[str, Any]
+
+    @field_validator("trace_id")
+    @classmethod
+    def _trace_id_format(cls, v: str) -> str:
+        if not is_valid_trace_id(v):
+            raise ValueError("trace_id must be 8-64 characters of letters, digits, _ . : -")
+        return v
+
+    def data(self) -> Payload:
+        """The typed payload."""
+        model, _ = PAYLOADS[self.type]
+        return model.model_validate(self.payload)
+
+
+def validate_payload(event_type: str, payload: Any) -> tuple[EventType, Payload, int]:
+    """Check type and payload; return (type, typed payload, version) or raise EventValidationError."""
+    try:
+        etype = EventType(event_type)
+    except ValueError:
+        raise EventValidationError(
+            str(event_type), [{"field": "type", "message": f"unknown event type {event_type!r}"}]
+        ) from None
+    model, version = PAYLOADS[etype]
+    if isinstance(payload, model):
+        return etype, payload, version
+    if isinstance(payload, Payload):
+        raise EventValidationError(
+            etype, [{"field": "payload", "message": f"expected {model.__name__}, got {type(payload).__name__}"}]
+        )
+    try:
+        return etype, model.model_validate(payload), version
+    except ValidationError as exc:
+        raise EventValidationError(etype, _errors_from(exc, "payload.")) from None
+
+
+def build_envelope(
+    event_type: str, payload: Any, *, trace_id: str, source: str, event_id: uuid.UUID | None = None
+) -> EventEnvelope:
+    etype, typed, version = validate_payload(event_type, payload)
+    try:
+        return EventEnvelope(
+            event_id=event_id or uuid.uuid4(),
+            type=etype,
+            version=version,
+            trace_id=trace_id,
+            source=source,
+            timestamp=datetime.now(UTC),
+            payload=typed.model_dump(mode="json"),
+        )
+    except ValidationError as exc:
+        raise EventValidationError(etype, _errors_from(exc, "")) from None
+
+
+def parse_envelope(raw: dict[str, Any]) -> EventEnvelope:
+    """Validate an envelope received from the wire (and its payload)."""
+    try:
+        env = EventEnvelope.model_validate(raw)
+    except ValidationError as exc:
+        raise EventValidationError(str(raw.get("type", "?")), _errors_from(exc, "")) from None
+    validate_payload(env.type, env.payload)
+    return env

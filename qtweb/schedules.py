@@ -1,0 +1,39 @@
+"""Every periodic job of the system, in one place.
+
+Installed into django-celery-beat by `manage.py setup_periodic_tasks` (run by `make run` and
+at deploy). Each entry has an expiry so a backlog of stale runs is dropped, not replayed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qtweb.queues import Queue
+
+
+@dataclass(frozen=True)
+class Schedule:
+    task: str
+    every_seconds: float
+    queue: Queue
+    expires_seconds: float  # a run not started within this time is skipped
+    description: str
+
+
+SCHEDULES: dict[str, Schedule] = {
+    "qt:events.redispatch_pending": Schedule(
+        task="qtweb.events.redispatch_pending", every_seconds=30, queue=Queue.OPS, expires_seconds=25,
+        description="Re-send outbox deliveries still pending after EVENT_REDISPATCH_AFTER_SECONDS",
+    ),
+    "qt:events.prune_processed": Schedule(
+        task="qtweb.events.prune_processed", every_seconds=3600, queue=Queue.OPS, expires_seconds=1800,
+        description="Delete fully processed events older than EVENT_RETENTION_HOURS",
+    ),
+    "qt:analytics.health.evaluate": Schedule(
+        task="analytics.health.evaluate", every_seconds=5, queue=Queue.OPS, expires_seconds=5,
+        description="Health monitor: publish health.status and system.alert from heartbeats",
+    ),
+}
+
+# Prefix of the periodic tasks this module owns; others (added by an operator in the admin)
+# are left alone by setup_periodic_tasks.
+MANAGED_PREFIX = "qt:"

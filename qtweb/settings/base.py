@@ -1,0 +1,148 @@
+"""Settings shared by every environment. Integrations live in their own modules."""
+from .env import BASE_DIR, VAR_DIR, env
+
+DEBUG = env("DEBUG")
+SECRET_KEY = env("SECRET_KEY")
+ALLOWED_HOSTS = env("ALLOWED_HOSTS")
+LOG_LEVEL = env("LOG_LEVEL").upper()
+
+# Which design service this process belongs to (web, ai-service, exec-risk-service,
+# analytics-os-service). Workers derive it from their queue; see qtweb/queues.py.
+QT_SERVICE = env("QT_SERVICE")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_celery_beat",
+    "channels",
+    "qtweb.apps.QtwebConfig",
+    "trading.apps.TradingConfig",
+    "ai.apps.AiConfig",
+    "risk.apps.RiskConfig",
+    "analytics.apps.AnalyticsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "qtweb.urls"
+ASGI_APPLICATION = "qtweb.asgi.application"
+WSGI_APPLICATION = "qtweb.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database_from_env() -> dict:
+    db = env.db("DATABASE_URL")
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        # Several processes (web, four workers, beat) share the embedded SQLite file:
+        # WAL lets readers run beside the writer, IMMEDIATE takes the write lock at BEGIN
+        # so two writers queue instead of failing with "database is locked" mid-transaction.
+        db.setdefault("OPTIONS", {}).update(
+            {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            }
+        )
+    else:
+        db["CONN_MAX_AGE"] = 60
+        db["CONN_HEALTH_CHECKS"] = True
+    return db
+
+
+DATABASES = {"default": _database_from_env()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env("REDIS_URL")
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "qt",
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Quantum Trader API",
+    "VERSION": "0.1.0",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+# --- platform knobs (documented in README "Configuration") ---
+HEALTH_BIND = env("HEALTH_BIND")
+HEALTH_PORT = env("HEALTH_PORT")  # 0: the service's default port from qtweb/queues.py
+HEARTBEAT_INTERVAL_SECONDS = env("HEARTBEAT_INTERVAL_SECONDS")
+HEARTBEAT_STALE_SECONDS = env("HEARTBEAT_STALE_SECONDS")
+EVENT_RETENTION_HOURS = env("EVENT_RETENTION_HOURS")
+HEARTBEAT_RETENTION_HOURS = env("HEARTBEAT_RETENTION_HOURS")
+EVENT_REDISPATCH_AFTER_SECONDS = env("EVENT_REDISPATCH_AFTER_SECONDS")
+EVENT_MAX_RETRIES = env("EVENT_MAX_RETRIES")
+EVENT_RETRY_BACKOFF_SECONDS = env("EVENT_RETRY_BACKOFF_SECONDS")
+RPC_DEFAULT_TIMEOUT_SECONDS = env("RPC_DEFAULT_TIMEOUT_SECONDS")
+RPC_DEFAULT_RETRIES = env("RPC_DEFAULT_RETRIES")
+METRICS_TOKEN = env("METRICS_TOKEN")
+VAR_DIR = VAR_DIR
+
+from .celery import *  # noqa: E402,F401,F403
+from .channels import *  # noqa: E402,F401,F403
+from .logging import *  # noqa: E402,F401,F403

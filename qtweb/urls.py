@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from qtweb import views
+
+api = [
+    path("traces/<str:trace_id>/", views.TraceView.as_view(), name="trace-detail"),
+    path("events/", views.EventListView.as_view(), name="event-list"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("health", views.health, name="health"),
+    path("health/", views.health),
+    path("metrics", views.metrics_view, name="metrics"),
+    path("api/", include(api)),
+    path("admin/", admin.site.urls),
+    path("", include("analytics.urls")),
+]

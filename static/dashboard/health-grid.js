@@ -1,0 +1,96 @@
+// Live service health grid: a snapshot on connect, then heartbeats, health.status and
+// system.alert events pushed over the dashboard websocket. Ages tick locally between events.
+(function () {
+  "use strict";
+  const grid = document.getElementById("health-grid");
+  const wsState = document.getElementById("ws-state");
+  const alerts = document.getElementById("alerts");
+  const lastBeat = {}; // service -> ms epoch of its freshest heartbeat (browser clock)
+  const STALE_SECONDS = 15;
+
+  function card(service) {
+    let el = grid.querySelector(`[data-service="${CSS.escape(service)}"]`);
+    if (!el) {
+      el = document.createElement("article");
+      el.className = "card";
+      el.dataset.service = service;
+      el.innerHTML = `<h2></h2><p class="status"></p><p class="age">heartbeat: <span class="age-value"></span></p><p class="reason"></p>`;
+      el.querySelector("h2").textContent = service;
+      grid.appendChild(el);
+    }
+    return el;
+  }
+
+  function setStatus(service, status, reason) {
+    const el = card(service);
+    el.dataset.status = status;
+    el.querySelector(".status").textContent = status;
+    if (reason !== undefined) el.querySelector(".reason").textContent = reason || "";
+  }
+
+  function renderAge(service) {
+    const el = card(service);
+    const span = el.querySelector(".age-value");
+    if (lastBeat[service] === undefined) { span.textContent = "never"; return; }
+    const age = Math.max(0, (Date.now() - lastBeat[service]) / 1000);
+    span.dataset.age = age.toFixed(1);
+    span.textContent = `${age.toFixed(0)} s ago`;
+  }
+
+  function applySnapshot(services) {
+    for (const [name, svc] of Object.entries(services)) {
+      setStatus(name, svc.status, svc.reason);
+      if (svc.last_heartbeat_age_seconds !== null && svc.last_heartbeat_age_seconds !== undefined) {
+        lastBeat[name] = Date.now() - svc.last_heartbeat_age_seconds * 1000;
+      }
+      renderAge(name);
+    }
+  }
+
+  function onEvent(ev) {
+    const p = ev.payload || {};
+    if (ev.type === "service.heartbeat") {
+      lastBeat[p.service] = Date.now();
+      renderAge(p.service);
+      const el = card(p.service);
+      el.dataset.lastWorker = p.worker;
+    } else if (ev.type === "health.status") {
+      for (const [name, svc] of Object.entries(p.services || {})) setStatus(name, svc.status, svc.reason);
+    } else if (ev.type === "system.alert") {
+      const li = document.createElement("li");
+      li.textContent = `${ev.timestamp} [${p.severity}] ${p.message}`;
+      alerts.prepend(li);
+      while (alerts.children.length > 20) alerts.lastChild.remove();
+    }
+  }
+
+  let retryMs = 1000;
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${proto}://${location.host}/ws/dashboard/`);
+    ws.onopen = () => { wsState.dataset.state = "live"; wsState.textContent = "live"; retryMs = 1000; };
+    ws.onclose = () => {
+      wsState.dataset.state = "closed"; wsState.textContent = "reconnecting…";
+      setTimeout(connect, retryMs); retryMs = Math.min(retryMs * 2, 15000);
+    };
+    ws.onmessage = (msg) => {
+      const data = JSON.parse(msg.data);
+      if (data.kind === "snapshot") applySnapshot(data.services);
+      else if (data.kind === "event") onEvent(data.event);
+    };
+  }
+
+  setInterval(() => {
+    for (const name of Object.keys(lastBeat)) {
+      renderAge(name);
+      const el = card(name);
+      const age = (Date.now() - lastBeat[name]) / 1000;
+      if (age > STALE_SECONDS && el.dataset.status === "HEALTHY") setStatus(name, "DEGRADED", `no heartbeat for ${age.toFixed(0)} s`);
+    }
+  }, 1000);
+  for (const el of grid.querySelectorAll(".card")) {
+    const age = el.querySelector(".age-value").dataset.age;
+    if (age !== "" && age !== undefined) lastBeat[el.dataset.service] = Date.now() - parseFloat(age) * 1000;
+  }
+  connect();
+})();
