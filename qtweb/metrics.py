@@ -5,6 +5,7 @@ with PROMETHEUS_MULTIPROC_DIR set (make run and docker-compose set one directory
 service) prometheus_client's multiprocess mode sums them; without it (tests, one process)
 the default registry is used.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,7 +57,9 @@ class PlatformCollector:
         self.service = service
 
     def collect(self):
-        up = GaugeMetricFamily("service_uptime_seconds", "Seconds since this service process started", labels=["service"])
+        up = GaugeMetricFamily(
+            "service_uptime_seconds", "Seconds since this service process started", labels=["service"]
+        )
         up.add_metric([self.service], time.time() - PROCESS_STARTED_AT)
         yield up
         depth = GaugeMetricFamily("queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
@@ -68,6 +71,26 @@ class PlatformCollector:
         except Exception:  # Redis down: /health says so; metrics still render the rest
             pass
         yield depth
+        # The outbox backlog, from the database: what is still owed to subscribers, and what
+        # failed for good and waits for an operator.
+        backlog = GaugeMetricFamily(
+            "outbox_deliveries", "Event deliveries not DONE, by queue and status", labels=["queue", "status"]
+        )
+        try:
+            from django.db.models import Count
+
+            from qtweb.events.models import DeliveryStatus, EventDelivery
+
+            rows = (
+                EventDelivery.objects.exclude(status=DeliveryStatus.DONE)
+                .values("queue", "status")
+                .annotate(n=Count("id"))
+            )
+            for row in rows:
+                backlog.add_metric([row["queue"], row["status"]], row["n"])
+        except Exception:
+            pass
+        yield backlog
 
 
 def render(service: str) -> tuple[bytes, str]:

@@ -56,6 +56,19 @@ def _prometheus_child_exit(pid=None, **_):
         multiprocess.mark_process_dead(pid or os.getpid())
 
 
+@signals.celeryd_after_setup.connect
+def _name_service(sender=None, instance=None, **_):
+    """Before the pool forks: every process of this worker logs under its service's name."""
+    from django.conf import settings
+
+    from qtweb.queues import service_for_queue
+
+    queues = sorted(instance.app.amqp.queues.consume_from.keys())
+    if queues:
+        settings.QT_SERVICE = service_for_queue(queues[0]).value
+        os.environ["QT_SERVICE"] = settings.QT_SERVICE
+
+
 @signals.worker_ready.connect
 def _start_worker_services(sender=None, **_):
     from celery.worker import state

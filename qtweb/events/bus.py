@@ -7,6 +7,7 @@ the broker is down or loses the message, the delivery row stays PENDING and
 `redispatch_pending` (beat, and every worker at start) sends it again; the consume step makes
 the duplicate harmless.
 """
+
 from __future__ import annotations
 
 import time
@@ -103,8 +104,14 @@ def send_delivery(delivery_id: int, subscriber: str, queue: str, wire: dict) -> 
         return True
     except Exception as exc:  # broker unreachable: never lose the event, never crash the publisher
         metrics.EVENTS_DISPATCH_ERRORS.labels(queue).inc()
-        log.warning("event dispatch failed; the outbox will re-dispatch", delivery_id=delivery_id,
-                    subscriber=subscriber, queue=queue, error=repr(exc), trace_id=wire["trace_id"])
+        log.warning(
+            "event dispatch failed; the outbox will re-dispatch",
+            delivery_id=delivery_id,
+            subscriber=subscriber,
+            queue=queue,
+            error=repr(exc),
+            trace_id=wire["trace_id"],
+        )
         return False
 
 
@@ -171,7 +178,9 @@ def redispatch_pending(
                 sent_ids.append(d.pk)
                 metrics.EVENTS_REDISPATCHED.labels(d.queue, reason).inc()
     if sent_ids:
-        EventDelivery.objects.filter(pk__in=sent_ids).update(dispatched_at=_now(), dispatch_count=F("dispatch_count") + 1)
+        EventDelivery.objects.filter(pk__in=sent_ids).update(
+            dispatched_at=_now(), dispatch_count=F("dispatch_count") + 1
+        )
         log.info("re-dispatched pending deliveries", count=len(sent_ids), reason=reason)
     return len(sent_ids)
 
@@ -194,7 +203,9 @@ def prune_processed(*, retention_hours: float | None = None, heartbeat_retention
     shorter retention: they are many and only their latest value matters.
     """
     retention = settings.EVENT_RETENTION_HOURS if retention_hours is None else retention_hours
-    hb_retention = settings.HEARTBEAT_RETENTION_HOURS if heartbeat_retention_hours is None else heartbeat_retention_hours
+    hb_retention = (
+        settings.HEARTBEAT_RETENTION_HOURS if heartbeat_retention_hours is None else heartbeat_retention_hours
+    )
     open_deliveries = EventDelivery.objects.filter(event=OuterRef("pk")).exclude(status=DeliveryStatus.DONE)
     deleted = 0
     for types, hours in (

@@ -1,5 +1,6 @@
 """Worker heartbeats: every HEARTBEAT_INTERVAL_SECONDS a worker records its vital signs and
 publishes `service.heartbeat`, both in one transaction."""
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,11 @@ def _process_tree_stats(proc: psutil.Process) -> dict:
                 rss += p.memory_info().rss
         except psutil.Error:
             continue
-    return {"cpu_percent": round(cpu, 1), "memory_percent": round(min(mem_pct, 100.0), 2), "rss_mb": round(rss / 2**20, 1)}
+    return {
+        "cpu_percent": round(cpu, 1),
+        "memory_percent": round(min(mem_pct, 100.0), 2),
+        "rss_mb": round(rss / 2**20, 1),
+    }
 
 
 def events_processed_last_minute(worker: str) -> int:
@@ -45,8 +50,16 @@ def events_processed_last_minute(worker: str) -> int:
     return EventDelivery.objects.filter(processed_by=worker, processed_at__gte=since).count()
 
 
-def beat_once(*, worker: str, service: str, queue: str, started_at: datetime, active_tasks: int,
-              proc: psutil.Process, processed_by: str) -> None:
+def beat_once(
+    *,
+    worker: str,
+    service: str,
+    queue: str,
+    started_at: datetime,
+    active_tasks: int,
+    proc: psutil.Process,
+    processed_by: str,
+) -> None:
     from qtweb.events.bus import publish
     from qtweb.health.models import WorkerHeartbeat
 
@@ -67,10 +80,24 @@ def beat_once(*, worker: str, service: str, queue: str, started_at: datetime, ac
         WorkerHeartbeat.objects.update_or_create(
             worker=worker,
             defaults={
-                "service": service, "queue": queue, "host": payload["host"], "pid": payload["pid"],
-                "started_at": started_at, "last_seen": now, "stopped_at": None,
-                "stats": {k: payload[k] for k in ("cpu_percent", "memory_percent", "rss_mb", "active_tasks",
-                                                  "events_processed_last_minute", "uptime_seconds")},
+                "service": service,
+                "queue": queue,
+                "host": payload["host"],
+                "pid": payload["pid"],
+                "started_at": started_at,
+                "last_seen": now,
+                "stopped_at": None,
+                "stats": {
+                    k: payload[k]
+                    for k in (
+                        "cpu_percent",
+                        "memory_percent",
+                        "rss_mb",
+                        "active_tasks",
+                        "events_processed_last_minute",
+                        "uptime_seconds",
+                    )
+                },
             },
         )
         publish(EventType.SERVICE_HEARTBEAT, payload, source=service)
@@ -107,8 +134,15 @@ class HeartbeatThread(threading.Thread):
             try:
                 close_old_connections()
                 for name, service, queue in self.targets:
-                    beat_once(worker=name, service=service, queue=queue, started_at=self.started_at,
-                              active_tasks=self.active_tasks_fn(), proc=self.proc, processed_by=self.worker)
+                    beat_once(
+                        worker=name,
+                        service=service,
+                        queue=queue,
+                        started_at=self.started_at,
+                        active_tasks=self.active_tasks_fn(),
+                        proc=self.proc,
+                        processed_by=self.worker,
+                    )
             except Exception as exc:  # DB or broker down: keep beating, health shows the cause
                 log.warning("heartbeat failed", worker=self.worker, error=repr(exc))
             self._stop_event.wait(max(0.0, interval - (time.monotonic() - t0)))

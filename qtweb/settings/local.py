@@ -5,8 +5,8 @@ from .env import env
 DEBUG = env("DEBUG")
 if not SECRET_KEY:  # noqa: F405
     # A local run without a key gets a per-install key kept in var/ (never committed).
-    from pathlib import Path
     import secrets
+    from pathlib import Path
 
     _key_file = Path(VAR_DIR) / "secret_key"  # noqa: F405
     if not _key_file.exists():

@@ -14,6 +14,10 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "celery": {"level": "INFO"},
+        # One line per task received/succeeded would dominate the logs at hundreds of
+        # events per second; failures and retries are still logged (WARNING and up).
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
         "daphne": {"level": "WARNING"},
         "twisted": {"level": "WARNING"},
     },
