@@ -18,8 +18,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
 app.conf.task_default_queue = Queue.OPS.value
 
-# Routing by task-name prefix: a task that forgets queue= on its decorator still lands on its
-# app's queue. Explicit queue= on the decorator (or apply_async) wins.
+# Routing by task-name prefix, the one place a task's queue is decided (Celery 5.7 deprecates
+# queue= on the task decorator). Name tasks "<app>.<area>.<verb>"; apply_async(queue=...) wins.
 app.conf.task_routes = [
     {
         "ai.*": {"queue": Queue.INFERENCE.value},
@@ -34,14 +34,15 @@ app.conf.task_routes = [
 # Options every execution-queue task must carry (use: @shared_task(**EXECUTION_TASK_OPTIONS)).
 # acks_late + reject_on_worker_lost: a message is acknowledged only once the task finished, so
 # a worker that dies mid-order leaves it on the queue; the task must therefore be idempotent
-# (client order ids, processed markers). Prefetch 1 is set on the execution worker's command
+# (client order ids, processed markers). Their names start with trading. or risk., which
+# routes them to the execution queue. Prefetch 1 is set on the execution worker's command
 # line (deploy/supervisord.conf, docker-compose.yml) so one slow order never holds others.
 EXECUTION_TASK_OPTIONS = {
-    "queue": Queue.EXECUTION.value,
     "acks_late": True,
     "reject_on_worker_lost": True,
 }
 
-app.autodiscover_tasks(["qtweb.events", "qtweb.rpc", "trading", "ai", "risk", "analytics"])
+app.autodiscover_tasks(["qtweb.events", "qtweb.rpc"])
+app.autodiscover_tasks()  # <app>.tasks of every installed app
 
 import qtweb.worker  # noqa: E402,F401  (connects the worker/task signal handlers)

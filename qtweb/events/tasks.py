@@ -8,7 +8,6 @@ from qtweb import metrics
 from qtweb.events import bus
 from qtweb.events.schemas import EventValidationError
 from qtweb.logging import get_logger
-from qtweb.queues import Queue
 
 log = get_logger(__name__)
 
@@ -57,11 +56,11 @@ def deliver_event(self, delivery_id: int, subscriber: str, wire: dict) -> str:
     return outcome
 
 
-@shared_task(name="qtweb.events.redispatch_pending", queue=Queue.OPS.value, ignore_result=True)
+@shared_task(name="qtweb.events.redispatch_pending", ignore_result=True)  # ops (route qtweb.*)
 def redispatch_pending_task() -> int:
     return bus.redispatch_pending(reason="sweep")
 
 
-@shared_task(name="qtweb.events.prune_processed", queue=Queue.OPS.value, ignore_result=True)
+@shared_task(name="qtweb.events.prune_processed", ignore_result=True)  # ops (route qtweb.*)
 def prune_processed_task() -> int:
     return bus.prune_processed()

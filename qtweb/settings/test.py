@@ -3,3 +3,9 @@ from .base import *  # noqa: F401,F403
 
 SECRET_KEY = SECRET_KEY or "test-only-key-not-secret"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast user creation
+
+# Probe subscribers and tasks used by the integration tests (tests/support).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.support.apps.SupportConfig"]  # noqa: F405
+# Retries fast in tests: three tries 0.2 s apart instead of five growing from 1 s.
+EVENT_MAX_RETRIES = env("EVENT_MAX_RETRIES", default=2)  # noqa: F405
+EVENT_RETRY_BACKOFF_SECONDS = env("EVENT_RETRY_BACKOFF_SECONDS", default=0.2)  # noqa: F405

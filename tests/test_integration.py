@@ -1,0 +1,137 @@
+"""The platform working together: real workers on all four queues, PostgreSQL, Redis."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from qtweb import rpc, tracing
+from qtweb.events.bus import wait_until_handled
+from qtweb.events.models import DeliveryStatus, Event, EventDelivery
+from qtweb.health.models import WorkerHeartbeat
+from tests.support.tasks import publish_probe
+from tests.support.workers import TEST_HEALTH_PORTS
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def _probe_entries(redis_conn, probe_id: str) -> list[dict]:
+    return [json.loads(x) for x in redis_conn.lrange(f"probe:{probe_id}", 0, -1)]
+
+
+def _wait(predicate, timeout: float, poll: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    return predicate()
+
+
+def test_event_published_on_one_queue_reaches_subscribers_on_other_queues_with_same_trace_id(
+    celery_workers, redis_conn
+):
+    probe_id = uuid.uuid4().hex
+    with tracing.trace() as trace_id:
+        publish_probe.apply_async(args=(probe_id,), queue="ops")  # runs on the ops worker, publishes from there
+
+    entries = _wait(lambda: len(_probe_entries(redis_conn, probe_id)) >= 3 and _probe_entries(redis_conn, probe_id),
+                    timeout=15)
+    by_sub = {e["subscriber"]: e for e in entries}
+    assert set(by_sub) == {"probe.inference", "probe.learning", "probe.execution"}
+    for sub, entry in by_sub.items():
+        assert entry["envelope_trace_id"] == trace_id, sub
+        assert entry["context_trace_id"] == trace_id, sub  # via the Celery header, into the handler
+    assert by_sub["probe.inference"]["worker"] == "inference@test"
+    assert by_sub["probe.learning"]["worker"] == "learning@test"
+
+    event = Event.objects.get(trace_id=trace_id, type="platform.probe")
+    assert event.source == "analytics-os-service"  # published from the ops worker
+    assert wait_until_handled(event.event_id, timeout=10)
+    subs = set(EventDelivery.objects.filter(event=event).values_list("subscriber", flat=True))
+    assert {"analytics.observer", "probe.inference", "probe.learning", "probe.execution"} == subs
+
+
+def test_ping_answers_from_every_service(celery_workers):
+    workers = {}
+    for service in ("ai", "exec-risk", "analytics"):
+        reply = rpc.call(service, "ping", timeout=5, retries=1)
+        workers[reply["service"]] = reply["worker"]
+    assert workers == {
+        "ai-service": "inference@test",
+        "exec-risk-service": "execution@test",
+        "analytics-os-service": "ops@test",
+    }
+
+
+def test_heartbeat_appears_within_10_seconds_of_worker_start(celery_workers):
+    node = f"inference@hb-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    celery_workers.start("inference", name=node)
+    try:
+        row = _wait(lambda: WorkerHeartbeat.objects.filter(worker=node).first(), timeout=12, poll=0.2)
+        took = time.monotonic() - started
+        assert row is not None, "no heartbeat row"
+        assert took <= 10, f"first heartbeat after {took:.1f}s"
+        assert row.service == "ai-service" and row.queue == "inference"
+        assert row.stats["rss_mb"] > 0
+        assert Event.objects.filter(type="service.heartbeat", payload__worker=node).exists()
+    finally:
+        celery_workers.stop(node)
+    # a clean stop is recorded at once
+    assert WorkerHeartbeat.objects.get(worker=node).stopped_at is not None
+
+
+def test_metrics_parse_with_prometheus_parser_on_web_and_worker_ports(celery_workers, client):
+    rpc.call("analytics", "ping", timeout=5)
+    with tracing.trace():
+        publish_probe.apply_async(args=(uuid.uuid4().hex,), queue="ops")
+    time.sleep(1.5)
+
+    web = client.get("/metrics")
+    assert web.status_code == 200
+    web_names = {f.name for f in text_string_to_metric_families(web.content.decode())}
+    assert {"rpc_calls", "service_uptime_seconds", "queue_depth", "outbox_deliveries"} <= web_names
+
+    port = TEST_HEALTH_PORTS["ops"]
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert {"events_consumed", "events_published", "task_duration_seconds", "service_uptime_seconds"} <= set(families)
+    consumed = [s for s in families["events_consumed"].samples
+                if s.labels.get("type") == "platform.probe" and s.name == "events_consumed_total"]
+    assert consumed and consumed[0].value >= 1
+
+
+def test_worker_health_port_reports_the_service(celery_workers):
+    port = TEST_HEALTH_PORTS["execution"]
+    body = _wait(lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()),
+                 timeout=5)
+    assert body["service"] == "exec-risk-service"
+    assert body["status"] in {"HEALTHY", "DEGRADED"}
+    assert set(body) >= {"service", "status", "uptime_seconds", "timestamp", "dependencies", "modules"}
+    assert body["dependencies"]["database"]["status"] == "HEALTHY"
+
+
+def test_trace_lookup_lists_a_flows_events_in_order(celery_workers, admin_client):
+    probe_id = uuid.uuid4().hex
+    with tracing.trace() as trace_id:
+        publish_probe.apply_async(args=(probe_id,), queue="ops")
+        publish_probe.apply_async(args=(probe_id + "-2",), queue="ops")
+    _wait(lambda: Event.objects.filter(trace_id=trace_id).count() >= 2, timeout=10)
+
+    resp = admin_client.get(f"/api/traces/{trace_id}/")
+    assert resp.status_code == 200
+    events = resp.json()["events"]
+    assert [e["trace_id"] for e in events] == [trace_id] * len(events)
+    stamps = [e["timestamp"] for e in events]
+    assert stamps == sorted(stamps)
+    assert all(d["status"] in {s.value for s in DeliveryStatus} for e in events for d in e["deliveries"])
+
+    admin_page = admin_client.get(f"/admin/qtweb/event/?trace_id={trace_id}")
+    assert admin_page.status_code == 200
+    assert trace_id in admin_page.content.decode()
