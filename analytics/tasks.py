@@ -2,7 +2,6 @@
 from celery import shared_task
 
 
-
 @shared_task(name="analytics.health.evaluate", ignore_result=True,  # ops (route analytics.*)
              soft_time_limit=10, time_limit=20)
 def evaluate_health() -> None:

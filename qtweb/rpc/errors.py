@@ -7,8 +7,11 @@ class RpcError(Exception):
     recoverable = False
 
     def __init__(self, service: str, command: str, message: str):
-        self.service, self.command = service, command
+        self.service, self.command, self.message = service, command, message
         super().__init__(f"rpc {service}.{command}: {message}")
+
+    def __reduce__(self):  # picklable (Celery result backends, multiprocessing) with its fields
+        return (type(self), (self.service, self.command, self.message))
 
 
 class RpcTimeout(RpcError):
@@ -37,6 +40,10 @@ class RpcRemoteError(RpcError):
     def __init__(self, service: str, command: str, remote_type: str, message: str):
         self.remote_type = remote_type
         super().__init__(service, command, f"{remote_type}: {message}")
+        self.remote_message = message
+
+    def __reduce__(self):
+        return (type(self), (self.service, self.command, self.remote_type, self.remote_message))
 
 
 class RpcMisuse(RpcError):
