@@ -87,6 +87,24 @@ def test_the_same_event_dispatched_twice_is_handled_once(celery_workers, redis_c
     assert _deliveries(env)["probe.execution"].attempts == 1
 
 
+def test_a_pool_process_killed_mid_event_loses_nothing(celery_workers, redis_conn):
+    """acks_late + reject_on_worker_lost: the message goes back to the queue and is handled once."""
+    import os
+
+    import psutil
+
+    probe_id, env = _publish_probe(note="sleep:3")
+    started = _wait(lambda: redis_conn.lindex(f"probe:{probe_id}:started:probe.execution", 0), timeout=10)
+    assert started, "handler never started"
+    child_pid = int(started)
+    main = psutil.Process(celery_workers.procs["execution@test"].pid)
+    assert child_pid in {c.pid for c in main.children(recursive=True)}
+    os.kill(child_pid, signal.SIGKILL)  # the pool process dies mid-handler; the worker lives on
+    assert _wait(lambda: _deliveries(env)["probe.execution"].status == DeliveryStatus.DONE, timeout=30)
+    assert _count(redis_conn, probe_id, "probe.execution") == 1
+    assert redis_conn.llen(f"probe:{probe_id}:started:probe.execution") == 2  # it ran again, to completion
+
+
 def test_a_killed_worker_shows_its_service_degraded_within_20_seconds(celery_workers, client):
     assert _wait(lambda: client.get("/health").json()["services"]["exec-risk-service"]["status"] == "HEALTHY",
                  timeout=15, poll=0.5)

@@ -28,7 +28,6 @@ from qtweb.logging import get_logger
 
 log = get_logger(__name__)
 
-DASHBOARD_GROUP = "dashboard"
 # Deliveries per redispatch sweep: bounded so a huge backlog is sent over several sweeps
 # instead of one task holding thousands of rows in memory.
 REDISPATCH_BATCH = 2000
@@ -228,10 +227,6 @@ def prune_processed(*, retention_hours: float | None = None, heartbeat_retention
 
 def events_for_trace(trace_id: str):
     return Event.objects.filter(trace_id=trace_id).order_by("timestamp", "event_id").prefetch_related("deliveries")
-
-
-def new_event_id() -> uuid.UUID:
-    return uuid.uuid4()
 
 
 def wait_until_handled(event_id: uuid.UUID | str, timeout: float = 10.0, poll: float = 0.02) -> bool:

@@ -2,7 +2,8 @@
 own context (from the Celery header) and in the envelope, and which worker ran it. A handler
 runs only when its delivery is claimed, so the counters count real handling, never duplicates.
 
-`payload.note` steers them: "fail:<subscriber>" makes that subscriber raise every time.
+`payload.note` steers them: "fail:<subscriber>" makes that subscriber raise every time;
+"sleep:<seconds>" makes each handler mark itself started, then sleep before recording.
 """
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ def _record(name: str, event: EventEnvelope) -> None:
     data = event.data()
     if data.note == f"fail:{name}":
         raise ProbeFailure(f"{name} told to fail")
+    if data.note.startswith("sleep:"):
+        import os
+        import time
+
+        client().rpush(f"probe:{data.probe_id}:started:{name}", os.getpid())
+        time.sleep(float(data.note.split(":", 1)[1]))
     from celery import current_task
 
     entry = {
