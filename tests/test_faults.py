@@ -13,18 +13,10 @@ from qtweb import rpc
 from qtweb.events import bus
 from qtweb.events.models import DeliveryStatus, EventDelivery
 from qtweb.events.schemas import EventType
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-
-def _wait(predicate, timeout: float, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    return predicate()
 
 
 def _publish_probe(note: str = "") -> tuple[str, object]:
@@ -44,13 +36,13 @@ def _deliveries(env) -> dict[str, EventDelivery]:
 def test_a_raising_subscriber_is_retried_then_marked_failed_and_others_are_unaffected(celery_workers, redis_conn,
                                                                                        settings):
     probe_id, env = _publish_probe(note="fail:probe.learning")
-    learning = _wait(lambda: _deliveries(env)["probe.learning"].status == DeliveryStatus.FAILED
+    learning = wait_for(lambda: _deliveries(env)["probe.learning"].status == DeliveryStatus.FAILED
                      and _deliveries(env)["probe.learning"], timeout=20)
     assert learning, "the failing delivery never reached FAILED"
     tries = 1 + settings.EVENT_MAX_RETRIES  # the test workers run with the test settings
     assert learning.attempts == tries
     assert "ProbeFailure: probe.learning told to fail" in learning.last_error
-    assert _wait(lambda: all(d.status == DeliveryStatus.DONE for s, d in _deliveries(env).items()
+    assert wait_for(lambda: all(d.status == DeliveryStatus.DONE for s, d in _deliveries(env).items()
                              if s != "probe.learning"), timeout=10)
     assert _count(redis_conn, probe_id, "probe.inference") == 1
     assert _count(redis_conn, probe_id, "probe.execution") == 1
@@ -61,13 +53,13 @@ def test_redis_flushed_after_commit_the_event_is_redispatched_and_handled_exactl
     celery_workers.stop("inference@test")  # its message will sit in Redis...
     try:
         probe_id, env = _publish_probe()
-        assert _wait(lambda: redis_conn.llen("inference") >= 1, timeout=5), "publish did not dispatch"
+        assert wait_for(lambda: redis_conn.llen("inference") >= 1, timeout=5), "publish did not dispatch"
         redis_conn.flushdb()  # ...and be lost with everything else in the broker
         assert redis_conn.llen("inference") == 0
         assert _deliveries(env)["probe.inference"].status == DeliveryStatus.PENDING
     finally:
         celery_workers.start("inference")  # a worker start re-dispatches its queue's pending deliveries
-    assert _wait(lambda: _deliveries(env)["probe.inference"].status == DeliveryStatus.DONE, timeout=30)
+    assert wait_for(lambda: _deliveries(env)["probe.inference"].status == DeliveryStatus.DONE, timeout=30)
     time.sleep(1.0)  # any late duplicate would have run by now
     assert _count(redis_conn, probe_id, "probe.inference") == 1
     assert _deliveries(env)["probe.inference"].dispatch_count == 2
@@ -80,8 +72,8 @@ def test_the_same_event_dispatched_twice_is_handled_once(celery_workers, redis_c
     wire = env.model_dump(mode="json")
     for _ in range(2):  # two more copies of the same delivery, racing the first
         assert bus.send_delivery(d.pk, d.subscriber, d.queue, wire)
-    assert _wait(lambda: _deliveries(env)["probe.execution"].status == DeliveryStatus.DONE, timeout=10)
-    assert _wait(lambda: redis_conn.llen("execution") == 0, timeout=10)
+    assert wait_for(lambda: _deliveries(env)["probe.execution"].status == DeliveryStatus.DONE, timeout=10)
+    assert wait_for(lambda: redis_conn.llen("execution") == 0, timeout=10)
     time.sleep(0.5)
     assert _count(redis_conn, probe_id, "probe.execution") == 1
     assert _deliveries(env)["probe.execution"].attempts == 1
@@ -94,24 +86,24 @@ def test_a_pool_process_killed_mid_event_loses_nothing(celery_workers, redis_con
     import psutil
 
     probe_id, env = _publish_probe(note="sleep:3")
-    started = _wait(lambda: redis_conn.lindex(f"probe:{probe_id}:started:probe.execution", 0), timeout=10)
+    started = wait_for(lambda: redis_conn.lindex(f"probe:{probe_id}:started:probe.execution", 0), timeout=10)
     assert started, "handler never started"
     child_pid = int(started)
     main = psutil.Process(celery_workers.procs["execution@test"].pid)
     assert child_pid in {c.pid for c in main.children(recursive=True)}
     os.kill(child_pid, signal.SIGKILL)  # the pool process dies mid-handler; the worker lives on
-    assert _wait(lambda: _deliveries(env)["probe.execution"].status == DeliveryStatus.DONE, timeout=30)
+    assert wait_for(lambda: _deliveries(env)["probe.execution"].status == DeliveryStatus.DONE, timeout=30)
     assert _count(redis_conn, probe_id, "probe.execution") == 1
     assert redis_conn.llen(f"probe:{probe_id}:started:probe.execution") == 2  # it ran again, to completion
 
 
 def test_a_killed_worker_shows_its_service_degraded_within_20_seconds(celery_workers, client):
-    assert _wait(lambda: client.get("/health").json()["services"]["exec-risk-service"]["status"] == "HEALTHY",
+    assert wait_for(lambda: client.get("/health").json()["services"]["exec-risk-service"]["status"] == "HEALTHY",
                  timeout=15, poll=0.5)
     killed_at = time.monotonic()
     celery_workers.stop("execution@test", sig=signal.SIGKILL)  # a crash: no clean-stop marker
     try:
-        body = _wait(lambda: (b := client.get("/health").json())["services"]["exec-risk-service"]["status"]
+        body = wait_for(lambda: (b := client.get("/health").json())["services"]["exec-risk-service"]["status"]
                      == "DEGRADED" and b, timeout=25, poll=0.5)
         took = time.monotonic() - killed_at
         assert body, "exec-risk-service never became DEGRADED"
@@ -123,7 +115,7 @@ def test_a_killed_worker_shows_its_service_degraded_within_20_seconds(celery_wor
     finally:
         celery_workers.start("execution")
         celery_workers.wait_ready()
-    assert _wait(lambda: client.get("/health").json()["services"]["exec-risk-service"]["status"] == "HEALTHY",
+    assert wait_for(lambda: client.get("/health").json()["services"]["exec-risk-service"]["status"] == "HEALTHY",
                  timeout=15, poll=0.5)
 
 

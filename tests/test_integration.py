@@ -14,6 +14,7 @@ from qtweb.events.bus import wait_until_handled
 from qtweb.events.models import DeliveryStatus, Event, EventDelivery
 from qtweb.health.models import WorkerHeartbeat
 from tests.support.tasks import publish_probe
+from tests.support.waiting import wait_for
 from tests.support.workers import TEST_HEALTH_PORTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -23,15 +24,6 @@ def _probe_entries(redis_conn, probe_id: str) -> list[dict]:
     return [json.loads(x) for x in redis_conn.lrange(f"probe:{probe_id}", 0, -1)]
 
 
-def _wait(predicate, timeout: float, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    return predicate()
-
 
 def test_event_published_on_one_queue_reaches_subscribers_on_other_queues_with_same_trace_id(
     celery_workers, redis_conn
@@ -40,7 +32,7 @@ def test_event_published_on_one_queue_reaches_subscribers_on_other_queues_with_s
     with tracing.trace() as trace_id:
         publish_probe.apply_async(args=(probe_id,), queue="ops")  # runs on the ops worker, publishes from there
 
-    entries = _wait(lambda: len(_probe_entries(redis_conn, probe_id)) >= 3 and _probe_entries(redis_conn, probe_id),
+    entries = wait_for(lambda: len(_probe_entries(redis_conn, probe_id)) >= 3 and _probe_entries(redis_conn, probe_id),
                     timeout=15)
     by_sub = {e["subscriber"]: e for e in entries}
     assert set(by_sub) == {"probe.inference", "probe.learning", "probe.execution"}
@@ -74,7 +66,7 @@ def test_heartbeat_appears_within_10_seconds_of_worker_start(celery_workers):
     started = time.monotonic()
     celery_workers.start("inference", name=node)
     try:
-        row = _wait(lambda: WorkerHeartbeat.objects.filter(worker=node).first(), timeout=12, poll=0.2)
+        row = wait_for(lambda: WorkerHeartbeat.objects.filter(worker=node).first(), timeout=12, poll=0.2)
         took = time.monotonic() - started
         assert row is not None, "no heartbeat row"
         assert took <= 10, f"first heartbeat after {took:.1f}s"
@@ -109,7 +101,7 @@ def test_metrics_parse_with_prometheus_parser_on_web_and_worker_ports(celery_wor
 
 def test_worker_health_port_reports_the_service(celery_workers):
     port = TEST_HEALTH_PORTS["execution"]
-    body = _wait(lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()),
+    body = wait_for(lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()),
                  timeout=5)
     assert body["service"] == "exec-risk-service"
     assert body["status"] in {"HEALTHY", "DEGRADED"}
@@ -122,7 +114,7 @@ def test_trace_lookup_lists_a_flows_events_in_order(celery_workers, admin_client
     with tracing.trace() as trace_id:
         publish_probe.apply_async(args=(probe_id,), queue="ops")
         publish_probe.apply_async(args=(probe_id + "-2",), queue="ops")
-    _wait(lambda: Event.objects.filter(trace_id=trace_id).count() >= 2, timeout=10)
+    wait_for(lambda: Event.objects.filter(trace_id=trace_id).count() >= 2, timeout=10)
 
     resp = admin_client.get(f"/api/traces/{trace_id}/")
     assert resp.status_code == 200
