@@ -1,14 +1,15 @@
 """Settings shared by every environment. Integrations live in their own modules."""
-from .env import BASE_DIR, VAR_DIR, env
+from .env import BASE_DIR, VAR_DIR, read, read_database_url
 
-DEBUG = env("DEBUG")
-SECRET_KEY = env("SECRET_KEY")
-ALLOWED_HOSTS = env("ALLOWED_HOSTS")
-LOG_LEVEL = env("LOG_LEVEL").upper()
+DEBUG = read("DEBUG")
+SECRET_KEY = read("SECRET_KEY")
+ALLOWED_HOSTS = read("ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = read("CSRF_TRUSTED_ORIGINS")  # e.g. https://trader.example.com behind a proxy
+LOG_LEVEL = read("LOG_LEVEL").upper()
 
 # Which design service this process belongs to (web, ai-service, exec-risk-service,
 # analytics-os-service). Workers derive it from their queue; see qtweb/queues.py.
-QT_SERVICE = env("QT_SERVICE")
+QT_SERVICE = read("QT_SERVICE")
 
 INSTALLED_APPS = [
     "daphne",
@@ -62,7 +63,7 @@ TEMPLATES = [
 
 
 def _database_from_env() -> dict:
-    db = env.db("DATABASE_URL")
+    db = read_database_url()
     if db["ENGINE"] == "django.db.backends.sqlite3":
         # Several processes (web, four workers, beat) share the embedded SQLite file:
         # WAL lets readers run beside the writer, IMMEDIATE takes the write lock at BEGIN
@@ -83,7 +84,7 @@ def _database_from_env() -> dict:
 DATABASES = {"default": _database_from_env()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env("REDIS_URL")
+REDIS_URL = read("REDIS_URL")
 
 CACHES = {
     "default": {
@@ -129,18 +130,18 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- platform knobs (documented in README "Configuration") ---
-HEALTH_BIND = env("HEALTH_BIND")
-HEALTH_PORT = env("HEALTH_PORT")  # 0: the service's default port from qtweb/queues.py
-HEARTBEAT_INTERVAL_SECONDS = env("HEARTBEAT_INTERVAL_SECONDS")
-HEARTBEAT_STALE_SECONDS = env("HEARTBEAT_STALE_SECONDS")
-EVENT_RETENTION_HOURS = env("EVENT_RETENTION_HOURS")
-HEARTBEAT_RETENTION_HOURS = env("HEARTBEAT_RETENTION_HOURS")
-EVENT_REDISPATCH_AFTER_SECONDS = env("EVENT_REDISPATCH_AFTER_SECONDS")
-EVENT_MAX_RETRIES = env("EVENT_MAX_RETRIES")
-EVENT_RETRY_BACKOFF_SECONDS = env("EVENT_RETRY_BACKOFF_SECONDS")
-RPC_DEFAULT_TIMEOUT_SECONDS = env("RPC_DEFAULT_TIMEOUT_SECONDS")
-RPC_DEFAULT_RETRIES = env("RPC_DEFAULT_RETRIES")
-METRICS_TOKEN = env("METRICS_TOKEN")
+HEALTH_BIND = read("HEALTH_BIND")
+HEALTH_PORT = read("HEALTH_PORT")  # 0: the service's default port from qtweb/queues.py
+HEARTBEAT_INTERVAL_SECONDS = read("HEARTBEAT_INTERVAL_SECONDS")
+HEARTBEAT_STALE_SECONDS = read("HEARTBEAT_STALE_SECONDS")
+EVENT_RETENTION_HOURS = read("EVENT_RETENTION_HOURS")
+HEARTBEAT_RETENTION_HOURS = read("HEARTBEAT_RETENTION_HOURS")
+EVENT_REDISPATCH_AFTER_SECONDS = read("EVENT_REDISPATCH_AFTER_SECONDS")
+EVENT_MAX_RETRIES = read("EVENT_MAX_RETRIES")
+EVENT_RETRY_BACKOFF_SECONDS = read("EVENT_RETRY_BACKOFF_SECONDS")
+RPC_DEFAULT_TIMEOUT_SECONDS = read("RPC_DEFAULT_TIMEOUT_SECONDS")
+RPC_DEFAULT_RETRIES = read("RPC_DEFAULT_RETRIES")
+METRICS_TOKEN = read("METRICS_TOKEN")
 VAR_DIR = VAR_DIR
 
 from .celery import *  # noqa: E402,F401,F403

@@ -1,7 +1,7 @@
 """Celery settings (read by qtweb/celery.py with namespace CELERY)."""
-from .env import env
+from .env import read
 
-_redis = env("REDIS_URL")
+_redis = read("REDIS_URL")
 
 CELERY_BROKER_URL = _redis
 CELERY_RESULT_BACKEND = _redis  # only RPC replies are stored; every other task ignores results

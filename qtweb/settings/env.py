@@ -3,6 +3,7 @@
 Every setting that an operator can change is declared here with its type and default, so
 README's configuration table and this file say the same thing.
 """
+
 from pathlib import Path
 
 import environ
@@ -18,6 +19,9 @@ env = environ.Env(
     DEBUG=(bool, False),
     SECRET_KEY=(str, ""),
     ALLOWED_HOSTS=(list, ["127.0.0.1", "localhost"]),
+    CSRF_TRUSTED_ORIGINS=(list, []),
+    SESSION_COOKIE_SECURE=(bool, True),  # production only: cookies over HTTPS only
+    CSRF_COOKIE_SECURE=(bool, True),  # production only
     LOG_LEVEL=(str, "INFO"),
     DATABASE_URL=(str, f"sqlite:///{VAR_DIR / 'quantum_trader.sqlite3'}"),
     REDIS_URL=(str, f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"),
@@ -35,3 +39,40 @@ env = environ.Env(
     RPC_DEFAULT_RETRIES=(int, 2),
     METRICS_TOKEN=(str, ""),
 )
+
+
+def read(name: str):
+    """One setting from the environment, typed by the table above.
+
+    An empty value means "use the default" (as with an unset variable). A value that does not
+    parse stops start-up with the variable named, instead of a bare ValueError deep in Django.
+    """
+    import os
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    if os.environ.get(name) == "":
+        os.environ.pop(name)
+    try:
+        return env(name)
+    except Exception as exc:
+        raise ImproperlyConfigured(f"environment variable {name}={os.environ.get(name)!r} is invalid: {exc}") from None
+
+
+def read_database_url(name: str = "DATABASE_URL") -> dict:
+    import os
+
+    from django.core.exceptions import ImproperlyConfigured
+
+    if os.environ.get(name) == "":
+        os.environ.pop(name)
+    raw = env(name)
+    try:
+        db = env.db_url_config(raw)
+    except Exception as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a database URL: {exc}") from None
+    if not db.get("ENGINE") or db["ENGINE"] not in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r}: use postgres://... or sqlite:///path (got engine {db.get('ENGINE')!r})"
+        )
+    return db

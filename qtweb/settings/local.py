@@ -1,8 +1,8 @@
 """`make run` on a laptop: embedded SQLite and Redis unless DATABASE_URL / REDIS_URL say otherwise."""
 from .base import *  # noqa: F401,F403
-from .env import env
+from .env import read
 
-DEBUG = env("DEBUG")
+DEBUG = read("DEBUG")
 if not SECRET_KEY:  # noqa: F405
     # A local run without a key gets a per-install key kept in var/ (never committed).
     import secrets

@@ -1,5 +1,5 @@
 """Logging: every line is one JSON object (see qtweb/logging.py for the processors)."""
-from .env import env
+from .env import read
 
 LOGGING = {
     "version": 1,
@@ -10,7 +10,7 @@ LOGGING = {
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json"},
     },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL").upper()},
+    "root": {"handlers": ["console"], "level": read("LOG_LEVEL").upper()},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "celery": {"level": "INFO"},

@@ -1,4 +1,6 @@
 """Test settings: real PostgreSQL and Redis (DATABASE_URL / REDIS_URL from make test)."""
+import os
+
 from .base import *  # noqa: F401,F403
 
 SECRET_KEY = SECRET_KEY or "test-only-key-not-secret"  # noqa: F405
@@ -7,5 +9,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast use
 # Probe subscribers and tasks used by the integration tests (tests/support).
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.support.apps.SupportConfig"]  # noqa: F405
 # Retries fast in tests: three tries 0.2 s apart instead of five growing from 1 s.
-EVENT_MAX_RETRIES = env("EVENT_MAX_RETRIES", default=2)  # noqa: F405
-EVENT_RETRY_BACKOFF_SECONDS = env("EVENT_RETRY_BACKOFF_SECONDS", default=0.2)  # noqa: F405
+EVENT_MAX_RETRIES = int(os.environ.get("EVENT_MAX_RETRIES") or 2)
+EVENT_RETRY_BACKOFF_SECONDS = float(os.environ.get("EVENT_RETRY_BACKOFF_SECONDS") or 0.2)
