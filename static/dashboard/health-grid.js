@@ -5,7 +5,10 @@
   const grid = document.getElementById("health-grid");
   const wsState = document.getElementById("ws-state");
   const alerts = document.getElementById("alerts");
-  const lastBeat = {}; // service -> ms epoch of its freshest heartbeat (browser clock)
+  // service -> {queue -> ms epoch of that queue's freshest heartbeat (browser clock)}. A service's
+  // heartbeat age is that of its stalest queue, as on the server (qtweb/health/status.py): a
+  // beat on one queue must not hide a silent other one.
+  const lastBeat = {};
   const STALE_SECONDS = 15;
 
   function card(service) {
@@ -28,11 +31,17 @@
     if (reason !== undefined) el.querySelector(".reason").textContent = reason || "";
   }
 
+  function serviceAge(service) {
+    const beats = Object.values(lastBeat[service] || {});
+    if (!beats.length) return null;
+    return Math.max(0, (Date.now() - Math.min(...beats)) / 1000);
+  }
+
   function renderAge(service) {
     const el = card(service);
     const span = el.querySelector(".age-value");
-    if (lastBeat[service] === undefined) { span.textContent = "never"; return; }
-    const age = Math.max(0, (Date.now() - lastBeat[service]) / 1000);
+    const age = serviceAge(service);
+    if (age === null) { span.dataset.age = ""; span.textContent = "never"; return; }
     span.dataset.age = age.toFixed(1);
     span.textContent = `${age.toFixed(0)} s ago`;
   }
@@ -40,9 +49,15 @@
   function applySnapshot(services) {
     for (const [name, svc] of Object.entries(services)) {
       setStatus(name, svc.status, svc.reason);
-      if (svc.last_heartbeat_age_seconds !== null && svc.last_heartbeat_age_seconds !== undefined) {
-        lastBeat[name] = Date.now() - svc.last_heartbeat_age_seconds * 1000;
+      const beats = {};
+      const queues = Object.entries(svc.queues || {});
+      for (const [queue, q] of queues) {
+        if (q.last_heartbeat_age_seconds != null) beats[queue] = Date.now() - q.last_heartbeat_age_seconds * 1000;
       }
+      if (!queues.length && svc.last_heartbeat_age_seconds != null) {
+        beats["*"] = Date.now() - svc.last_heartbeat_age_seconds * 1000;
+      }
+      lastBeat[name] = beats;
       renderAge(name);
     }
   }
@@ -50,7 +65,7 @@
   function onEvent(ev) {
     const p = ev.payload || {};
     if (ev.type === "service.heartbeat") {
-      lastBeat[p.service] = Date.now();
+      (lastBeat[p.service] ||= {})[p.queue] = Date.now();
       renderAge(p.service);
       const el = card(p.service);
       el.dataset.lastWorker = p.worker;
@@ -84,13 +99,14 @@
     for (const name of Object.keys(lastBeat)) {
       renderAge(name);
       const el = card(name);
-      const age = (Date.now() - lastBeat[name]) / 1000;
-      if (age > STALE_SECONDS && el.dataset.status === "HEALTHY") setStatus(name, "DEGRADED", `no heartbeat for ${age.toFixed(0)} s`);
+      const age = serviceAge(name);
+      if (age !== null && age > STALE_SECONDS && el.dataset.status === "HEALTHY") setStatus(name, "DEGRADED", `no heartbeat for ${age.toFixed(0)} s`);
     }
   }, 1000);
   for (const el of grid.querySelectorAll(".card")) {
     const age = el.querySelector(".age-value").dataset.age;
-    if (age !== "" && age !== undefined) lastBeat[el.dataset.service] = Date.now() - parseFloat(age) * 1000;
+    // The page's first render only has the service's age; the snapshot brings each queue's.
+    if (age !== "" && age !== undefined) lastBeat[el.dataset.service] = {"*": Date.now() - parseFloat(age) * 1000};
   }
   connect();
 })();
