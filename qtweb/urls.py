@@ -17,5 +17,6 @@ urlpatterns = [
     path("metrics", views.metrics_view, name="metrics"),
     path("api/", include(api)),
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("", include("analytics.urls")),
 ]

@@ -159,7 +159,7 @@ def browser():
 def test_anonymous_visit_redirects_to_login(daphne_url, browser):
     page = browser.new_page()
     page.goto(f"{daphne_url}/")
-    assert page.url == f"{daphne_url}/admin/login/?next=/"
+    assert page.url == f"{daphne_url}/accounts/login/?next=/"
     assert page.locator("#id_username").is_visible()
 
 
@@ -185,7 +185,7 @@ def test_health_grid_updates_live_from_heartbeat_and_health_status_events(daphne
     off_loop(seed)
 
     page = browser.new_page(viewport={"width": 1100, "height": 650})
-    page.goto(f"{daphne_url}/admin/login/?next=/")
+    page.goto(f"{daphne_url}/accounts/login/?next=/")
     page.fill("#id_username", "operator")
     page.fill("#id_password", "op-pass-9876")
     page.click("input[type=submit]")
@@ -259,7 +259,7 @@ def test_heartbeat_age_of_a_two_queue_service_stays_that_of_its_stalest_queue(da
 
     off_loop(seed)
     page = browser.new_page()
-    page.goto(f"{daphne_url}/admin/login/?next=/")
+    page.goto(f"{daphne_url}/accounts/login/?next=/")
     page.fill("#id_username", "operator")
     page.fill("#id_password", "op-pass-9876")
     page.click("input[type=submit]")

@@ -134,7 +134,7 @@ def test_api_and_dashboard_require_login(client):
     assert client.get("/api/traces/abcdef123456/").status_code in (401, 403)
     assert client.get("/api/schema/").status_code in (401, 403)
     resp = client.get("/")
-    assert resp.status_code == 302 and "/admin/login/" in resp["Location"]
+    assert resp.status_code == 302 and "/accounts/login/" in resp["Location"]
 
 
 @pytest.mark.django_db

@@ -9,7 +9,8 @@
   // heartbeat age is that of its stalest queue, as on the server (qtweb/health/status.py): a
   // beat on one queue must not hide a silent other one.
   const lastBeat = {};
-  const STALE_SECONDS = 15;
+  // The server's HEARTBEAT_STALE_SECONDS, rendered into the page.
+  const STALE_SECONDS = parseFloat(grid.dataset.staleSeconds) || 15;
 
   function card(service) {
     let el = grid.querySelector(`[data-service="${CSS.escape(service)}"]`);
