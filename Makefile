@@ -43,7 +43,7 @@ install-dev: $(VENV)/.dev-$(DEV_HASH)
 # redis-server binary) when DATABASE_URL / REDIS_URL are not set.
 run: install
 	@mkdir -p var/log var/run
-	@rm -rf var/prometheus && mkdir -p var/prometheus/web var/prometheus/ai-service var/prometheus/exec-risk-service var/prometheus/analytics-os-service
+	@rm -rf var/prometheus && mkdir -p var/prometheus/ai-service var/prometheus/exec-risk-service var/prometheus/analytics-os-service
 	@set -euo pipefail; \
 	if [ -z "$${REDIS_URL:-}" ]; then export QT_EMBEDDED_REDIS=true REDIS_URL=redis://127.0.0.1:$(EMBEDDED_REDIS_PORT)/0; \
 	else export QT_EMBEDDED_REDIS=false; fi; \

@@ -1,7 +1,7 @@
 """The queues and services of the design, declared once.
 
-Every task names its queue on its decorator with `Queue.X`; routing, workers, RPC and health
-all read the tables below, so adding a service means editing this file only.
+Task routing (qtweb/celery.py, by task-name prefix), workers, RPC and health all read the
+tables below, so adding a service means editing this file and the routes only.
 """
 from enum import StrEnum
 

@@ -143,10 +143,16 @@ def consume(delivery_id: int, subscriber: str, wire: dict, *, worker: str) -> st
 
 
 def record_failure(delivery_id: int, error: BaseException, *, final: bool) -> None:
-    """Count a failed attempt; after the last one the delivery is FAILED (visible in admin)."""
+    """Count a failed attempt; after the last one the delivery is FAILED (visible in admin).
+
+    A retry is a fresh dispatch: `dispatched_at` moves on, so the outbox sweep does not take a
+    delivery waiting for its next try for a lost one, however many retries are configured.
+    """
     fields: dict[str, Any] = {"attempts": F("attempts") + 1, "last_error": f"{type(error).__name__}: {error}"[:4000]}
     if final:
         fields["status"] = DeliveryStatus.FAILED
+    else:
+        fields["dispatched_at"] = _now()
     EventDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(**fields)
 
 

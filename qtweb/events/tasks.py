@@ -12,7 +12,8 @@ from qtweb.logging import get_logger
 log = get_logger(__name__)
 
 # The longest wait between two tries of a failing subscriber; kept below the outbox's
-# EVENT_REDISPATCH_AFTER_SECONDS so a retry in flight is not mistaken for a lost message.
+# EVENT_REDISPATCH_AFTER_SECONDS (each try refreshes dispatched_at, see bus.record_failure) so
+# a retry in flight is not mistaken for a lost message.
 MAX_RETRY_BACKOFF_SECONDS = 30.0
 
 

@@ -8,7 +8,7 @@ CSRF_TRUSTED_ORIGINS = read("CSRF_TRUSTED_ORIGINS")  # e.g. https://trader.examp
 LOG_LEVEL = read("LOG_LEVEL").upper()
 
 # Which design service this process belongs to (web, ai-service, exec-risk-service,
-# analytics-os-service). Workers derive it from their queue; see qtweb/queues.py.
+# analytics-os-service). Workers set it from their queue at start (qtweb/worker.py).
 QT_SERVICE = read("QT_SERVICE")
 
 INSTALLED_APPS = [
@@ -32,6 +32,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "qtweb.middleware.TraceIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -213,3 +213,12 @@ def test_analytics_subscribes_to_every_type():
 def test_build_envelope_uses_current_schema_version():
     env = build_envelope(EventType.PLATFORM_PROBE, probe(), trace_id="abcdefgh", source="t")
     assert env.version == 1
+
+
+def test_a_retry_refreshes_the_dispatch_time_so_the_sweep_leaves_it_alone():
+    env = bus.publish(EventType.PLATFORM_PROBE, probe())
+    d = _delivery(env, "probe.inference")
+    EventDelivery.objects.filter(pk=d.pk).update(dispatched_at=datetime.now(UTC) - timedelta(minutes=5))
+    bus.record_failure(d.pk, RuntimeError("transient"), final=False)
+    d.refresh_from_db()
+    assert datetime.now(UTC) - d.dispatched_at < timedelta(seconds=5)

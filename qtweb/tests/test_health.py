@@ -176,3 +176,11 @@ def test_health_monitor_publishes_status_and_alerts_on_transitions(settings):
     alert = Event.objects.get(type="system.alert")
     assert alert.payload["severity"] == "warning" and "exec-risk-service" in alert.payload["message"]
     cache.delete(monitor._CACHE_KEY)
+
+
+@pytest.mark.django_db
+def test_http_requests_carry_a_trace_id(client):
+    resp = client.get("/health", headers={"X-Trace-Id": "caller-trace-0001"})
+    assert resp["X-Trace-Id"] == "caller-trace-0001"
+    fresh = client.get("/health", headers={"X-Trace-Id": "bad id!"})["X-Trace-Id"]
+    assert fresh != "bad id!" and len(fresh) == 32
