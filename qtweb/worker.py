@@ -24,6 +24,10 @@ def _stamp_trace_id(headers=None, **_):
 @signals.task_prerun.connect
 def _bind_task_context(task_id=None, task=None, **_):
     import structlog
+    from django.db import close_old_connections
+
+    if task is not None and not getattr(task.request, "is_eager", False):
+        close_old_connections()  # reuse a healthy connection, replace a stale or broken one
 
     tid = getattr(task.request, tracing.TRACE_HEADER, None) if task is not None else None
     if not tracing.is_valid_trace_id(tid):
@@ -37,6 +41,10 @@ def _bind_task_context(task_id=None, task=None, **_):
 @signals.task_postrun.connect
 def _observe_task(task_id=None, task=None, **_):
     import structlog
+    from django.db import close_old_connections
+
+    if task is not None and not getattr(task.request, "is_eager", False):
+        close_old_connections()
 
     from qtweb import metrics
 

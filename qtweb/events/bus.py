@@ -23,7 +23,7 @@ from django.db.models import Exists, F, OuterRef
 from qtweb import metrics, tracing
 from qtweb.events import registry
 from qtweb.events.models import DeliveryStatus, Event, EventDelivery
-from qtweb.events.schemas import EventEnvelope, EventType, build_envelope, parse_envelope
+from qtweb.events.schemas import EventEnvelope, EventType, EventValidationError, build_envelope, parse_envelope
 from qtweb.logging import get_logger
 
 log = get_logger(__name__)
@@ -50,44 +50,75 @@ def publish(
     Raises EventValidationError (naming the field) before anything is written.
     The trace id is, in order: the one given, the one active in this context, a new one.
     """
-    envelope = build_envelope(
-        event_type,
-        payload,
-        trace_id=trace_id or tracing.current_trace_id() or tracing.new_trace_id(),
-        source=source or settings.QT_SERVICE,
-    )
-    subs = registry.subscribers_for(envelope.type)
-    now = envelope.timestamp
+    return publish_many([(event_type, payload)], source=source, trace_id=trace_id, using=using)[0]
+
+
+def publish_many(
+    events: Iterable[tuple[EventType | str, Any]],
+    *,
+    source: str | None = None,
+    trace_id: str | None = None,
+    using: str = "default",
+) -> list[EventEnvelope]:
+    """publish() for a batch (e.g. one bar per symbol): one transaction, two bulk INSERTs.
+
+    Every event is validated before anything is written; the first invalid one raises
+    EventValidationError naming its position and field, and nothing of the batch is stored.
+    """
+    tid = trace_id or tracing.current_trace_id() or tracing.new_trace_id()
+    src = source or settings.QT_SERVICE
+    batch = list(events)
+    envelopes = []
+    for i, (event_type, payload) in enumerate(batch):
+        try:
+            envelopes.append(build_envelope(event_type, payload, trace_id=tid, source=src))
+        except EventValidationError as exc:
+            if len(batch) == 1:
+                raise
+            errors = [{**e, "field": f"[{i}].{e['field']}"} for e in exc.errors]
+            raise EventValidationError(exc.event_type, errors) from None
+    if not envelopes:
+        return []
     with transaction.atomic(using=using):
-        event = Event(
-            event_id=envelope.event_id,
-            type=envelope.type.value,
-            version=envelope.version,
-            trace_id=envelope.trace_id,
-            source=envelope.source,
-            timestamp=envelope.timestamp,
-            payload=envelope.payload,
-        )
-        event.save(using=using, force_insert=True)
-        deliveries = EventDelivery.objects.using(using).bulk_create(
+        rows = Event.objects.using(using).bulk_create(
             [
-                EventDelivery(event=event, subscriber=s.name, queue=s.queue.value, created_at=now, dispatched_at=now)
-                for s in subs
+                Event(
+                    event_id=e.event_id,
+                    type=e.type.value,
+                    version=e.version,
+                    trace_id=e.trace_id,
+                    source=e.source,
+                    timestamp=e.timestamp,
+                    payload=e.payload,
+                )
+                for e in envelopes
             ]
         )
-        routes = [(d.pk, d.subscriber, d.queue) for d in deliveries]
-        transaction.on_commit(lambda: _after_commit(envelope, routes), using=using)
-    return envelope
+        deliveries = EventDelivery.objects.using(using).bulk_create(
+            [
+                EventDelivery(
+                    event=row, subscriber=s.name, queue=s.queue.value, created_at=e.timestamp, dispatched_at=e.timestamp
+                )
+                for e, row in zip(envelopes, rows, strict=True)
+                for s in registry.subscribers_for(e.type)
+            ]
+        )
+        routes: dict[uuid.UUID, list[tuple[int, str, str]]] = {e.event_id: [] for e in envelopes}
+        for d in deliveries:
+            routes[d.event_id].append((d.pk, d.subscriber, d.queue))
+        transaction.on_commit(lambda: _after_commit(envelopes, routes), using=using)
+    return envelopes
 
 
-def _after_commit(envelope: EventEnvelope, routes: list[tuple[int, str, str]]) -> None:
-    metrics.EVENTS_PUBLISHED.labels(envelope.type.value).inc()
-    wire = envelope.model_dump(mode="json")
-    for delivery_id, subscriber, queue in routes:
-        send_delivery(delivery_id, subscriber, queue, wire)
+def _after_commit(envelopes: list[EventEnvelope], routes: dict[uuid.UUID, list[tuple[int, str, str]]]) -> None:
     from qtweb.events.push import push_to_dashboard
 
-    push_to_dashboard(wire)
+    for envelope in envelopes:
+        metrics.EVENTS_PUBLISHED.labels(envelope.type.value).inc()
+        wire = envelope.model_dump(mode="json")
+        for delivery_id, subscriber, queue in routes[envelope.event_id]:
+            send_delivery(delivery_id, subscriber, queue, wire)
+        push_to_dashboard(wire)
 
 
 def send_delivery(delivery_id: int, subscriber: str, queue: str, wire: dict) -> bool:
@@ -99,6 +130,9 @@ def send_delivery(delivery_id: int, subscriber: str, queue: str, wire: dict) -> 
             args=(delivery_id, subscriber, wire),
             queue=queue,
             headers={tracing.TRACE_HEADER: wire["trace_id"]},
+            # Celery would saferepr() the whole envelope for its logs: a fifth of the send cost.
+            argsrepr=f"({delivery_id}, {subscriber!r}, <{wire['type']} {wire['event_id']}>)",
+            kwargsrepr="{}",
         )
         return True
     except Exception as exc:  # broker unreachable: never lose the event, never crash the publisher

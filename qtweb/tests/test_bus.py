@@ -222,3 +222,15 @@ def test_a_retry_refreshes_the_dispatch_time_so_the_sweep_leaves_it_alone():
     bus.record_failure(d.pk, RuntimeError("transient"), final=False)
     d.refresh_from_db()
     assert datetime.now(UTC) - d.dispatched_at < timedelta(seconds=5)
+
+
+def test_publish_many_is_all_or_nothing_and_names_the_bad_item(clean_broker, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(EventValidationError, match=r"\[1\]\.payload\.probe_id"):
+            bus.publish_many([(EventType.PLATFORM_PROBE, probe("a")), (EventType.PLATFORM_PROBE, {"sent_at": 1})])
+        assert Event.objects.count() == 0 and sum(queue_lengths(clean_broker).values()) == 0
+        with tracing.trace("batch-trace-0001"):
+            envs = bus.publish_many([(EventType.PLATFORM_PROBE, probe(str(i))) for i in range(3)])
+    assert [e.trace_id for e in envs] == ["batch-trace-0001"] * 3
+    assert EventDelivery.objects.filter(event_id__in=[e.event_id for e in envs]).count() == 3 * len(PROBE_SUBSCRIBERS)
+    assert queue_lengths(clean_broker) == {"inference": 3, "execution": 3, "learning": 3, "ops": 3}
