@@ -42,6 +42,10 @@ def _validate(rows: np.ndarray, symbol: Symbol, timeframe: str) -> np.ndarray:
     if misaligned.any():
         raise ValueError(f"{symbol.symbol} {timeframe}: open_time not aligned to the timeframe at row "
                          f"{int(np.flatnonzero(misaligned)[0])}")
+    _, first_index, counts = np.unique(arr[:, 0], return_index=True, return_counts=True)
+    if (counts > 1).any():
+        dup = int(sorted(first_index[counts > 1])[0])
+        raise ValueError(f"{symbol.symbol} {timeframe}: open_time of row {dup} appears more than once")
     o, h, lo, c, v = arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4], arr[:, 5]
     bad = (lo <= 0) | (h < np.maximum(o, c)) | (np.minimum(o, c) < lo) | (v < 0)
     if bad.any():
@@ -77,6 +81,7 @@ def _copy_upsert(symbol_id: int, timeframe: str, arr: np.ndarray) -> None:
             "CREATE TEMP TABLE IF NOT EXISTS candle_stage (open_time timestamptz, open numeric, high numeric, "
             "low numeric, close numeric, volume numeric) ON COMMIT DELETE ROWS"
         )
+        cur.execute("TRUNCATE candle_stage")  # ON COMMIT clears it too, but not inside a savepoint
         raw = cur.cursor  # psycopg3 cursor underneath Django's wrapper
         with raw.copy("COPY candle_stage (open_time, open, high, low, close, volume) FROM STDIN") as copy:
             for t, o, h, lo, c, v in arr:
