@@ -7,3 +7,10 @@ from qtweb.rpc.registry import ping_reply
 @command(Service.AI, "ping")
 def ping() -> dict:
     return ping_reply(Service.AI)
+
+
+@command(Service.AI, "get_top_opportunities")
+def get_top_opportunities(top_n: int = 20) -> list[dict]:
+    from ai.universe.services import top_opportunities
+
+    return top_opportunities(top_n)

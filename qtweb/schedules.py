@@ -34,6 +34,18 @@ SCHEDULES: dict[str, Schedule] = {
     ),
 }
 
+
+def _universe_seconds() -> float:
+    from django.conf import settings
+
+    return settings.UNIVERSE_SCAN_SECONDS
+
+
+SCHEDULES["qt:ai.universe.scan"] = Schedule(
+    task="ai.universe.scan", every_seconds=_universe_seconds(), queue=Queue.INFERENCE, expires_seconds=120,
+    description="Universe scanner: rank active symbols, store a snapshot, publish universe.opportunity (top N)",
+)
+
 # Prefix of the periodic tasks this module owns; others (added by an operator in the admin)
 # are left alone by setup_periodic_tasks.
 MANAGED_PREFIX = "qt:"

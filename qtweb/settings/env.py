@@ -38,6 +38,12 @@ env = environ.Env(
     RPC_DEFAULT_TIMEOUT_SECONDS=(float, 2.0),
     RPC_DEFAULT_RETRIES=(int, 2),
     METRICS_TOKEN=(str, ""),
+    MARKET_EXCHANGE=(str, "paper"),
+    UNIVERSE_TIMEFRAME=(str, "5m"),
+    UNIVERSE_SCAN_SECONDS=(float, 300.0),
+    UNIVERSE_TOP_N=(int, 20),
+    UNIVERSE_MIN_QUOTE_VOLUME_USD=(float, 1_000_000.0),
+    UNIVERSE_MAX_SPREAD_PCT=(float, 0.5),
 )
 
 

@@ -1,0 +1,9 @@
+"""Celery tasks of the ai service (routed to the inference queue by the ai.* prefix)."""
+from celery import shared_task
+
+
+@shared_task(name="ai.universe.scan", ignore_result=True, soft_time_limit=120, time_limit=150)
+def scan_universe_task() -> int:
+    from ai.universe.services import scan_universe
+
+    return scan_universe().pk
