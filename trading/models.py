@@ -85,3 +85,167 @@ class Candle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol_id} {self.timeframe} {self.open_time:%Y-%m-%d %H:%M}"
+
+
+# --- Paper exchange (trading/exchanges/paper/) -------------------------------------------
+# Every write to an account's balances, orders, trades, positions and funding happens in one
+# transaction holding the PaperAccount row lock (select_for_update): two processes cannot
+# double-spend. Money columns use the candle precision (12 decimals).
+
+
+class PaperAccount(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+    quote_currency = models.CharField(max_length=10, default="USDT")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PaperBalance(models.Model):
+    account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="balances")
+    currency = models.CharField(max_length=10)
+    free = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    used = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"),
+                               help_text="held by open orders and isolated position margin")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "currency"], name="paper_balance_unique_currency"),
+            models.CheckConstraint(condition=models.Q(free__gte=0) & models.Q(used__gte=0),
+                                   name="paper_balance_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.currency} free={self.free} used={self.used}"
+
+
+class PaperOrderStatus(models.TextChoices):
+    OPEN = "open", "open"
+    CLOSED = "closed", "closed (filled)"
+    CANCELED = "canceled", "canceled"
+    REJECTED = "rejected", "rejected"
+
+
+class PaperOrder(models.Model):
+    account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="orders")
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="paper_orders")
+    exchange_order_id = models.CharField(max_length=40, unique=True)
+    client_order_id = models.CharField(max_length=64)
+    side = models.CharField(max_length=4, choices=[("buy", "buy"), ("sell", "sell")])
+    type = models.CharField(max_length=8, choices=[("market", "market"), ("limit", "limit")])
+    time_in_force = models.CharField(max_length=3, default="GTC")
+    price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
+    amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
+    filled = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    remaining = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
+    average = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
+    cost = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    status = models.CharField(max_length=8, choices=PaperOrderStatus.choices, default=PaperOrderStatus.OPEN)
+    status_reason = models.CharField(max_length=200, blank=True, default="")
+    reduce_only = models.BooleanField(default=False)
+    leverage = models.PositiveSmallIntegerField(default=1)
+    fee = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    fee_currency = models.CharField(max_length=10)
+    reserved = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"),
+                                   help_text="funds held in `used` for the unfilled remainder")
+    reserved_currency = models.CharField(max_length=10, blank=True, default="")
+    arrival_ms = models.BigIntegerField(help_text="market time (ms) at which the order reached the book")
+    arrived = models.BooleanField(default=True, help_text="False while a latency-delayed order waits for a bar")
+    last_bar_ms = models.BigIntegerField(null=True, blank=True, help_text="open time of the last bar matched")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    last_trade_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # As on Binance: a clientOrderId may be reused once its order is no longer open.
+            models.UniqueConstraint(fields=["account", "client_order_id"], condition=models.Q(status="open"),
+                                    name="paper_order_client_id_unique_open"),
+            models.CheckConstraint(condition=models.Q(amount__gt=0) & models.Q(filled__gte=0)
+                                   & models.Q(remaining__gte=0), name="paper_order_sane_amounts"),
+        ]
+        indexes = [
+            models.Index(fields=["account", "status"], name="paper_order_account_status"),
+            models.Index(fields=["symbol"], condition=models.Q(status="open"), name="paper_order_open_by_symbol"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exchange_order_id} {self.side} {self.amount} {self.symbol_id} {self.status}"
+
+
+class PaperTrade(models.Model):
+    account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="trades")
+    order = models.ForeignKey(PaperOrder, on_delete=models.CASCADE, related_name="trades")
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="paper_trades")
+    trade_id = models.CharField(max_length=40, unique=True)
+    side = models.CharField(max_length=4)
+    price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS)
+    amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
+    cost = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
+    fee = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
+    fee_currency = models.CharField(max_length=10)
+    taker_or_maker = models.CharField(max_length=5)
+    realized_pnl = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                       default=Decimal("0"))
+    timestamp = models.DateTimeField()
+    market_time_ms = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "timestamp"], name="paper_trade_account_time")]
+
+    def __str__(self) -> str:
+        return f"{self.trade_id} {self.side} {self.amount}@{self.price}"
+
+
+class PaperPosition(models.Model):
+    """One per account and perpetual (one-way mode). A flat row (contracts 0) keeps the
+    symbol's leverage setting."""
+
+    account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="positions")
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="paper_positions")
+    side = models.CharField(max_length=5, choices=[("long", "long"), ("short", "short")], default="long")
+    contracts = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    entry_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, default=Decimal("0"))
+    leverage = models.PositiveSmallIntegerField(default=1)
+    isolated_margin = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                          default=Decimal("0"))
+    liquidation_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                            blank=True)
+    realized_pnl = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                       default=Decimal("0"))
+    opened_market_ms = models.BigIntegerField(null=True, blank=True, help_text="market time the position opened")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "symbol"], name="paper_position_unique_symbol"),
+            models.CheckConstraint(condition=models.Q(contracts__gte=0) & models.Q(isolated_margin__gte=0),
+                                   name="paper_position_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.symbol_id} {self.side} {self.contracts}"
+
+
+class PaperFunding(models.Model):
+    account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="funding_payments")
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="paper_funding_payments")
+    funding_time = models.DateTimeField()
+    side = models.CharField(max_length=5)
+    contracts = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
+    mark_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS)
+    rate = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS)
+    amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                 help_text="received (+) or paid (-) by the position")
+    currency = models.CharField(max_length=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # a re-delivered bar never pays the same funding twice
+            models.UniqueConstraint(fields=["account", "symbol", "funding_time"], name="paper_funding_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.symbol_id} {self.funding_time:%Y-%m-%d %H:%M} {self.amount}"
