@@ -249,3 +249,17 @@ class PaperFunding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.symbol_id} {self.funding_time:%Y-%m-%d %H:%M} {self.amount}"
+
+
+class SimulatorState(models.Model):
+    """Where the market simulator (trading/simulator) stands, so every process continues the
+    same path: its seed, the open time of the last bar it generated and its state as JSON."""
+
+    name = models.CharField(max_length=32, unique=True)
+    seed = models.BigIntegerField()
+    last_open_time = models.DateTimeField(null=True, blank=True, help_text="open time of the last generated bar")
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"simulator {self.name} (seed {self.seed}) at {self.last_open_time}"
