@@ -81,9 +81,10 @@ test: install-dev browser
 	DJANGO_SETTINGS_MODULE=qtweb.settings.test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	  $(BIN)/pytest $(PYTEST_ARGS)
 
+# Isolated services (database qt_bench, Redis db 12, ports 18301-18304): safe beside make test.
 bench: install-dev
-	DJANGO_SETTINGS_MODULE=qtweb.settings.test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-	  $(BIN)/python -m bench.run_all
+	-createdb -h 127.0.0.1 -U postgres qt_bench 2>/dev/null
+	BENCH_ISOLATED=1 DJANGO_SETTINGS_MODULE=qtweb.settings.test $(BIN)/python -m bench.run_all --write
 
 clean:
 	rm -rf var/prometheus var/run var/log

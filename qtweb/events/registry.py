@@ -76,7 +76,13 @@ def unsubscribe(name: str) -> None:
 def subscribers_for(event_type: str) -> tuple[Subscription, ...]:
     cached = _by_type_cache.get(event_type)
     if cached is None:
-        cached = tuple(s for s in sorted(_subscriptions.values(), key=lambda s: s.name) if s.wants(event_type))
+        # Catch-all subscribers (the analytics audit stream) are sent last: the ones acting
+        # on this type get their message first (docs/BENCHMARKS.md: 0.1-0.3 ms off p50).
+        cached = tuple(
+            s
+            for s in sorted(_subscriptions.values(), key=lambda s: (ALL_EVENTS in s.event_types, s.name))
+            if s.wants(event_type)
+        )
         _by_type_cache[event_type] = cached
     return cached
 
