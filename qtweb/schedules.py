@@ -35,15 +35,21 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
-def _universe_seconds() -> float:
+def _setting(name: str) -> float:
     from django.conf import settings
 
-    return settings.UNIVERSE_SCAN_SECONDS
+    return getattr(settings, name)
 
 
 SCHEDULES["qt:ai.universe.scan"] = Schedule(
-    task="ai.universe.scan", every_seconds=_universe_seconds(), queue=Queue.INFERENCE, expires_seconds=120,
+    task="ai.universe.scan", every_seconds=_setting("UNIVERSE_SCAN_SECONDS"), queue=Queue.INFERENCE,
+    expires_seconds=120,
     description="Universe scanner: rank active symbols, store a snapshot, publish universe.opportunity (top N)",
+)
+SCHEDULES["qt:trading.feed.poll"] = Schedule(
+    task="trading.feed.poll", every_seconds=_setting("FEED_POLL_SECONDS"), queue=Queue.EXECUTION,
+    expires_seconds=_setting("FEED_POLL_SECONDS"),
+    description="Live feed: advance the simulator or poll the exchange; store, cache and publish new bars",
 )
 
 # Prefix of the periodic tasks this module owns; others (added by an operator in the admin)

@@ -147,6 +147,16 @@ METRICS_TOKEN = read("METRICS_TOKEN")
 
 # --- market data and the universe scanner ---
 MARKET_EXCHANGE = read("MARKET_EXCHANGE")  # gateway id the system trades on ("paper" or a ccxt id)
+# Simulated market (MARKET_EXCHANGE=paper): speed 1 follows the wall clock; 60 makes a 5m bar
+# every 5 s for demos (trading/simulator/service.py).
+SIM_SPEED_FACTOR = read("SIM_SPEED_FACTOR")
+SIM_SEED = read("SIM_SEED")
+FEED_POLL_SECONDS = read("FEED_POLL_SECONDS")
+# ccxt backend (keys are read from EXCHANGE_API_KEY / EXCHANGE_API_SECRET by the gateway only,
+# never kept in settings).
+EXCHANGE_SANDBOX = read("EXCHANGE_SANDBOX")
+EXCHANGE_BASE_URL = read("EXCHANGE_BASE_URL")
+EXCHANGE_TIMEOUT_MS = read("EXCHANGE_TIMEOUT_MS")
 UNIVERSE_TIMEFRAME = read("UNIVERSE_TIMEFRAME")
 UNIVERSE_SCAN_SECONDS = read("UNIVERSE_SCAN_SECONDS")
 UNIVERSE_TOP_N = read("UNIVERSE_TOP_N")
