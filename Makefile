@@ -52,6 +52,7 @@ run: install
 	$(BIN)/python manage.py migrate --noinput; \
 	$(BIN)/python manage.py setup_periodic_tasks; \
 	$(BIN)/python manage.py ensure_admin; \
+	$(BIN)/python manage.py setup_demo; \
 	$(BIN)/python manage.py collectstatic --noinput -v 0; \
 	echo ""; \
 	echo ">> Quantum Trader starting: dashboard http://127.0.0.1:8000/  admin http://127.0.0.1:8000/admin/"; \

@@ -1,0 +1,44 @@
+"""manage.py setup_demo: what `make run` needs on a fresh machine to show a live market.
+
+Idempotent: seeds the simulated market (SIM_SEED, --days of 5m history) unless it has
+history, creates the paper account `default` with a starting balance unless it exists, and
+runs a first universe scan so the system has opportunities before beat's first run.
+"""
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+# Starting balance of the demo paper account (USDT).
+DEMO_BALANCE_USDT = Decimal("100000")
+DEMO_ACCOUNT = "default"  # the account PaperGateway() trades on
+
+
+class Command(BaseCommand):
+    help = "Seed the simulated market, the paper account and a first universe scan (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--days", type=int, default=60, help="days of 5m history to generate (default 60)")
+
+    def handle(self, *args, days, **options):
+        from ai.universe.services import scan_universe
+        from trading.exchanges.paper import create_account
+        from trading.models import PaperAccount
+        from trading.simulator import service as simulator
+
+        if days < 1:
+            raise CommandError(f"--days must be at least 1 (got {days})")
+        if settings.MARKET_EXCHANGE != "paper":
+            self.stdout.write(f"MARKET_EXCHANGE={settings.MARKET_EXCHANGE}: no simulated market to seed")
+            return
+        result = simulator.seed_history(days=days, seed=settings.SIM_SEED, show_progress=True)
+        if result.created:
+            self.stdout.write(f"market: {result.symbols} symbols, {result.rows:,} candles of 5m history")
+        else:
+            self.stdout.write("market: history already seeded")
+        if not PaperAccount.objects.filter(name=DEMO_ACCOUNT).exists():
+            create_account(DEMO_ACCOUNT, {"USDT": DEMO_BALANCE_USDT})
+            self.stdout.write(f"paper account {DEMO_ACCOUNT!r}: {DEMO_BALANCE_USDT:,} USDT")
+        snap = scan_universe()
+        top = ", ".join(r["symbol"] for r in snap.ranked[:5])
+        self.stdout.write(f"universe: {len(snap.ranked)} ranked, {len(snap.excluded)} filtered; top: {top}")
