@@ -106,8 +106,11 @@ def run_once(*, exchange: str | None = None, timeframe: str | None = None, gatew
         result.closed_published = len(events)
         if exchange == "paper" and result.new_bars:
             from trading.exchanges.paper import on_new_bars
+            from trading.simulator import service as simulator
 
-            on_new_bars(result.new_bars, timeframe=timeframe)
+            # The simulator's own funding rates (8-hourly, leaning with the trend) settle the
+            # paper perpetuals, not a flat default.
+            on_new_bars(result.new_bars, timeframe=timeframe, funding_rates=simulator.funding_rates_get())
     if result.new_bars:  # after the commit: readers never see a bar the database does not have
         cache.store_latest(exchange, timeframe, {s: list(r[-1]) for s, r in result.new_bars.items()})
     return result

@@ -75,3 +75,24 @@ def test_unknown_timeframe_is_named():
 
     with pytest.raises(BadTimeframe, match="'3m'"):
         feed.run_once(exchange="paper", timeframe="3m")
+
+
+def test_feed_settles_paper_funding_at_the_simulators_rate():
+    from trading.exchanges.paper import PaperGateway, create_account
+    from trading.models import PaperFunding
+
+    eight_h = 8 * 3600 * 1000
+    boundary = (int(time.time() * 1000) // eight_h) * eight_h  # the last funding time
+    t0 = boundary - 10 * 60 * 1000  # ten minutes before it
+    simulator.seed_history(days=1, seed=11, now_ms=t0, speed_factor=1.0)
+    create_account("default", {"USDT": "100000"})
+    gw = PaperGateway()
+    order = gw.create_order("BTC/USDT:USDT", "market", "buy", 0.01)
+    assert order["status"] == "closed" and order["filled"] == 0.01
+
+    feed.run_once(exchange="paper", timeframe="5m", now_ms=t0 + 30 * 60 * 1000)
+    payment = PaperFunding.objects.get(symbol__symbol="BTC/USDT:USDT", account__name="default")
+    assert timeframes.to_ms(payment.funding_time) == boundary
+    rates = dict(simulator.funding_rates_get()["BTC/USDT:USDT"])
+    assert float(payment.rate) == pytest.approx(rates[boundary])
+    assert (payment.amount < 0) == (rates[boundary] > 0)  # a long pays a positive rate
