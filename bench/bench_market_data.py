@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import time
 from decimal import Decimal
-from urllib.parse import urlparse
 
 import numpy as np
 
-from bench.common import md_table, percentile, progress
+from bench.common import md_table, percentile, progress, setup_standalone
 
 DATABASE_URL = os.environ.get("BENCH_MD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/qt_bench_md")
 START_MS = 1_767_225_600_000
@@ -25,18 +23,6 @@ M5 = 300_000
 N_SYMBOLS = 50
 
 
-def _setup() -> None:
-    u = urlparse(DATABASE_URL)
-    subprocess.run(["createdb", "-h", u.hostname or "127.0.0.1", "-U", u.username or "postgres", u.path.strip("/")],
-                   capture_output=True)
-    os.environ.update(DATABASE_URL=DATABASE_URL, REDIS_URL="redis://127.0.0.1:6379/12",
-                      DJANGO_SETTINGS_MODULE="qtweb.settings.test")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def _rows(n: int, seed: int) -> np.ndarray:
@@ -54,7 +40,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=60)
     ap.add_argument("--reads", type=int, default=200)
     args = ap.parse_args()
-    _setup()
+    setup_standalone(DATABASE_URL)
     from django.db import connection, transaction
 
     from trading.marketdata import ingest as ingest_mod

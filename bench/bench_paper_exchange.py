@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-from urllib.parse import urlparse
 
-from bench.common import md_table, progress, summarize, time_calls
+from bench.common import md_table, progress, setup_standalone, summarize, time_calls
 
 DATABASE_URL = os.environ.get("BENCH_PAPER_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/qt_bench_paper")
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -30,21 +28,6 @@ N_BARS = 500
 TARGET_P50_MS = 2.0
 
 
-def _setup_db() -> None:
-    u = urlparse(DATABASE_URL)
-    out = subprocess.run(["createdb", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 5432), "-U",
-                          u.username or "postgres", u.path.strip("/")], capture_output=True, text=True)
-    if out.returncode != 0 and "already exists" not in out.stderr:
-        raise RuntimeError(f"createdb failed: {out.stderr.strip()}")
-    os.environ["DATABASE_URL"] = DATABASE_URL
-    os.environ.setdefault("REDIS_URL", REDIS_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "qtweb.settings.test"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", interactive=False, verbosity=0)
 
 
 def _fixtures():
@@ -152,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-n", type=int, default=2000, help="timed calls per case")
     ap.add_argument("--quick", action="store_true", help="200 calls per case")
     args = ap.parse_args(argv)
-    _setup_db()
+    setup_standalone(DATABASE_URL, REDIS_URL)
     rows = run(200 if args.quick else args.n)
     print(f"\n### Paper exchange: create_order (market) -> filled, in process (target p50 <= {TARGET_P50_MS} ms)\n")
     print(md_table(["case", "calls", "round trips per call", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows))

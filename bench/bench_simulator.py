@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from urllib.parse import urlparse
 
-from bench.common import md_table, progress
+from bench.common import md_table, progress, setup_standalone
 
 DATABASE_URL = os.environ.get("BENCH_SIM_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/qt_bench_sim")
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -53,25 +52,10 @@ def bench_model(days: int, repeats: int) -> list[tuple]:
     return rows
 
 
-def _setup_db() -> None:
-    u = urlparse(DATABASE_URL)
-    out = subprocess.run(["createdb", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 5432), "-U",
-                          u.username or "postgres", u.path.strip("/")], capture_output=True, text=True)
-    if out.returncode != 0 and "already exists" not in out.stderr:
-        raise RuntimeError(f"createdb failed: {out.stderr.strip()}")
-    os.environ["DATABASE_URL"] = DATABASE_URL
-    os.environ.setdefault("REDIS_URL", REDIS_URL)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "qtweb.settings.test"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", interactive=False, verbosity=0)
 
 
 def bench_db(days: int, advances: int) -> list[tuple]:
-    _setup_db()
+    setup_standalone(DATABASE_URL, REDIS_URL)
     from trading.simulator import service
     from trading.simulator.model import BAR_MS
 

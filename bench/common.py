@@ -361,3 +361,22 @@ def fmt_ms(v: float) -> str:
     if math.isnan(v):
         return "n/a"
     return f"{v:.2f}" if v < 10 else f"{v:.1f}"
+
+
+def setup_standalone(database_url: str, redis_url: str = ISOLATED_REDIS_URL) -> None:
+    """For benchmarks that need Django but no workers: create the database if missing, point
+    the test settings at it, set Django up and migrate."""
+    u = urlparse(database_url)
+    out = subprocess.run(["createdb", "-h", u.hostname or "127.0.0.1", "-p", str(u.port or 5432), "-U",
+                          u.username or "postgres", u.path.strip("/")], capture_output=True, text=True)
+    if out.returncode != 0 and "already exists" not in out.stderr:
+        raise RuntimeError(f"createdb failed: {out.stderr.strip()}")
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("REDIS_URL", redis_url)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "qtweb.settings.test"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
