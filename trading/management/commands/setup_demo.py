@@ -1,8 +1,9 @@
 """manage.py setup_demo: what `make run` needs on a fresh machine to show a live market.
 
 Idempotent: seeds the simulated market (SIM_SEED, --days of 5m history) unless it has
-history, creates the paper account `default` with a starting balance unless it exists, and
-runs a first universe scan so the system has opportunities before beat's first run.
+history, and creates the paper account `default` with a starting balance unless it exists.
+It publishes nothing (make run calls it before the broker is up): the first universe scan
+runs when beat starts, and the feed continues the market from where the seed ended.
 """
 from decimal import Decimal
 
@@ -15,13 +16,12 @@ DEMO_ACCOUNT = "default"  # the account PaperGateway() trades on
 
 
 class Command(BaseCommand):
-    help = "Seed the simulated market, the paper account and a first universe scan (idempotent)."
+    help = "Seed the simulated market and the paper account (idempotent)."
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=60, help="days of 5m history to generate (default 60)")
 
     def handle(self, *args, days, **options):
-        from ai.universe.services import scan_universe
         from trading.exchanges.paper import create_account
         from trading.models import PaperAccount
         from trading.simulator import service as simulator
@@ -39,6 +39,3 @@ class Command(BaseCommand):
         if not PaperAccount.objects.filter(name=DEMO_ACCOUNT).exists():
             create_account(DEMO_ACCOUNT, {"USDT": DEMO_BALANCE_USDT})
             self.stdout.write(f"paper account {DEMO_ACCOUNT!r}: {DEMO_BALANCE_USDT:,} USDT")
-        snap = scan_universe()
-        top = ", ".join(r["symbol"] for r in snap.ranked[:5])
-        self.stdout.write(f"universe: {len(snap.ranked)} ranked, {len(snap.excluded)} filtered; top: {top}")
