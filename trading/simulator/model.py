@@ -423,7 +423,9 @@ class MarketSimulator:
         jump_normal = np.where(u_j < self._p_jump, idio, 0.0) + np.where(u_mj < self._p_mjump, mkt, 0.0)
         jump_high = np.where(u_j < self._p_jump * hv, idio, 0.0) + np.where(u_mj < self._p_mjump * hv, mkt, 0.0)
         u_regime, u_dir, n_dir = d["u_regime"][sl], d["u_dir"][sl], d["n_dir"][sl]
-        funding_bar = (times % FUNDING_INTERVAL_MS) == 0
+        # Funding is fixed at each 8-hour boundary T from the bars closed by T, so it is known
+        # (and emitted) with the bar that closes at T: the paper exchange settles it with that bar.
+        funding_at_close = ((times + BAR_MS) % FUNDING_INTERVAL_MS) == 0
         fund_eta = d["fund_eta"][sl]
         vol_eta = d["vol_eta"][sl] * (cfg.volume_log_sd * math.sqrt(1.0 - cfg.volume_ar**2))
         basis_eta = d["basis_eta"][sl] * (cfg.basis_sd * math.sqrt(1.0 - cfg.basis_ar**2))
@@ -468,14 +470,6 @@ class MarketSimulator:
                 s.trend_drift = trend_scale * (direction * self._beta + 0.5 * n_dir[t][self._sector_of])
             s.regime = new_regime
 
-            if funding_bar[t]:
-                # uses bars closed before this one only
-                rate = (cfg.funding_base + cfg.funding_trend_coef * bars_per_funding * trend_ema[self._perp_pos]
-                        + cfg.funding_noise_sd * fund_eta[t, self._perp_pos])
-                rate = np.round(np.clip(rate, -cfg.funding_cap, cfg.funding_cap), 8)
-                for k, sym in enumerate(self._perp_symbols):
-                    funding[sym].append(np.array([[float(times[t]), rate[k]]]))
-
             h = omega + (alpha * z2 + beta) * h
             np.minimum(h, cap, out=h)
             act = regime_vol[s.regime] * s.injected_vol
@@ -491,6 +485,13 @@ class MarketSimulator:
             logp = logp + ret
             anchor = anchor + lam_a * (logp - anchor)
             trend_ema = trend_ema + lam_t * (ret - trend_ema)
+            if funding_at_close[t]:
+                # uses bars closed by the funding time only (this one included)
+                rate = (cfg.funding_base + cfg.funding_trend_coef * bars_per_funding * trend_ema[self._perp_pos]
+                        + cfg.funding_noise_sd * fund_eta[t, self._perp_pos])
+                rate = np.round(np.clip(rate, -cfg.funding_cap, cfg.funding_cap), 8)
+                for k, sym in enumerate(self._perp_symbols):
+                    funding[sym].append(np.array([[float(times[t] + BAR_MS), rate[k]]]))
             z2 = z2_all[t]
             vol_u = cfg.volume_ar * vol_u + vol_eta[t]
             basis = cfg.basis_ar * basis + basis_eta[t]

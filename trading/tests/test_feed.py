@@ -90,7 +90,8 @@ def test_feed_settles_paper_funding_at_the_simulators_rate():
     order = gw.create_order("BTC/USDT:USDT", "market", "buy", 0.01)
     assert order["status"] == "closed" and order["filled"] == 0.01
 
-    feed.run_once(exchange="paper", timeframe="5m", now_ms=t0 + 30 * 60 * 1000)
+    for k in range(1, 7):  # one bar per poll, as at speed 1: the boundary bar comes alone
+        feed.run_once(exchange="paper", timeframe="5m", now_ms=t0 + k * M5 + 1)
     payment = PaperFunding.objects.get(symbol__symbol="BTC/USDT:USDT", account__name="default")
     assert timeframes.to_ms(payment.funding_time) == boundary
     rates = dict(simulator.funding_rates_get()["BTC/USDT:USDT"])

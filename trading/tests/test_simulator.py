@@ -130,16 +130,17 @@ def test_volume_follows_an_intraday_profile(batch, perps):
 def test_funding_only_for_perpetuals_bounded_every_8h_and_leaning_with_the_trend(config, batch):
     perp_symbols = {a.symbol for a in config.assets if a.perpetual}
     assert set(batch.funding) == perp_symbols
-    expected_times = batch.open_time_ms[batch.open_time_ms % FUNDING_INTERVAL_MS == 0]
+    close_times = batch.open_time_ms + BAR_MS
+    expected_times = close_times[close_times % FUNDING_INTERVAL_MS == 0]  # emitted with the bar closing at T
     rates, trends = [], []
     closes = {s: batch.bars[i, :, 4] for i, s in enumerate(batch.symbols)}
     for symbol, events in batch.funding.items():
         np.testing.assert_array_equal(events[:, 0], expected_times)
         assert (np.abs(events[:, 1]) <= 0.003).all()
-        idx = np.searchsorted(batch.open_time_ms, events[:, 0])
-        ok = idx >= 97
-        # the 8h log return up to the close before the funding time (what the rate may know)
-        trends.append(np.log(closes[symbol][idx[ok] - 1] / closes[symbol][idx[ok] - 97]))
+        last = np.searchsorted(batch.open_time_ms, events[:, 0] - BAR_MS)  # the bar closing at T
+        ok = last >= 96
+        # the 8h log return up to the funding time (what the rate may know)
+        trends.append(np.log(closes[symbol][last[ok]] / closes[symbol][last[ok] - 96]))
         rates.append(events[ok, 1])
     rates, trends = np.concatenate(rates), np.concatenate(trends)
     assert rates.std() > 0 and 0 < np.mean(rates) < 0.0005
