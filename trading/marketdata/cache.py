@@ -1,7 +1,8 @@
 """The latest bar of every symbol, in Redis (Django's cache), for every worker.
 
-Written by the live feed after each ingest; read by anything that needs "the price now"
-(the paper exchange's tickers, risk price collars, the dashboard) without a database query.
+Written by the live feed after each commit; read with `latest_bars` by anything that needs
+"the price now" without a database query (the risk layer's price collar and the dashboard are
+its intended readers; the paper exchange reads its own fills' prices from the database).
 Falls back to the database when the cache is cold (after a Redis restart).
 """
 from __future__ import annotations

@@ -6,6 +6,7 @@ the latest bar per symbol is cached for every worker, one `market.bar` event per
 is published (in the transaction that stored it), and the paper exchange is told so it
 can fill resting orders, liquidate and pay funding.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,6 +27,12 @@ log = get_logger(__name__)
 
 # Bars asked from an exchange per symbol and poll: enough to repair a short outage.
 POLL_LIMIT_BARS = 100
+# Closed bars announced per symbol and poll. After a long stop the feed catches up thousands
+# of bars; they are stored, but only the newest are announced as `market.bar` (consumers act
+# on live bars, and one poll must stay well inside its time limit).
+MAX_ANNOUNCED_BARS_PER_SYMBOL = 12
+# How long the "last announced bar" marker lives in the cache (a week of polls).
+ANNOUNCED_TTL_SECONDS = 7 * 24 * 3600
 
 
 @dataclass
@@ -43,9 +50,16 @@ def _now_ms() -> int:
 
 def _bar_payload(symbol: str, timeframe: str, row) -> dict:
     t, o, h, lo, c, v = row
-    return {"symbol": symbol, "timeframe": timeframe, "open_time": timeframes.to_datetime(int(t)).isoformat(),
-            "open": repr(float(o)), "high": repr(float(h)), "low": repr(float(lo)), "close": repr(float(c)),
-            "volume": repr(float(v))}
+    return {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "open_time": timeframes.to_datetime(int(t)).isoformat(),
+        "open": repr(float(o)),
+        "high": repr(float(h)),
+        "low": repr(float(lo)),
+        "close": repr(float(c)),
+        "volume": repr(float(v)),
+    }
 
 
 def poll_exchange(gateway, symbols: list[Symbol], timeframe: str, *, now_ms: int | None = None) -> FeedResult:
@@ -57,8 +71,9 @@ def poll_exchange(gateway, symbols: list[Symbol], timeframe: str, *, now_ms: int
     for sym in symbols:
         since = int(last[sym.pk][-1, 0]) if len(last[sym.pk]) else None
         try:
-            rows = np.asarray(gateway.fetch_ohlcv(sym.symbol, timeframe, since=since, limit=POLL_LIMIT_BARS),
-                              dtype=float)
+            rows = np.asarray(
+                gateway.fetch_ohlcv(sym.symbol, timeframe, since=since, limit=POLL_LIMIT_BARS), dtype=float
+            )
             if len(rows) == 0:
                 continue
             ingest(sym, timeframe, rows)
@@ -74,8 +89,37 @@ def _closed(rows: np.ndarray, timeframe: str, now_ms: int) -> np.ndarray:
     return rows[rows[:, 0] + timeframes.milliseconds(timeframe) <= now_ms]
 
 
-def run_once(*, exchange: str | None = None, timeframe: str | None = None, gateway=None,
-             now_ms: int | None = None) -> FeedResult:
+def _to_announce(exchange: str, timeframe: str, new_bars: dict[str, np.ndarray], now_ms: int) -> dict[str, np.ndarray]:
+    """Closed bars not announced before. An exchange poll starts at the last stored bar, so the
+    same closed bar can come back; a per-symbol marker in the cache remembers the last one
+    announced (lost with Redis: then at most that one bar is announced twice)."""
+    from django.core.cache import cache as dj_cache
+
+    keys = {s: f"feed:announced:{exchange}:{timeframe}:{s}" for s in new_bars}
+    marks = dj_cache.get_many(list(keys.values()))
+    out = {}
+    for symbol, rows in new_bars.items():
+        closed = rows if exchange == "paper" else _closed(rows, timeframe, now_ms)
+        last = marks.get(keys[symbol])
+        if last is not None:
+            closed = closed[closed[:, 0] > last]
+        if len(closed):
+            out[symbol] = closed[-MAX_ANNOUNCED_BARS_PER_SYMBOL:]
+    return out
+
+
+def _mark_announced(exchange: str, timeframe: str, announced: dict[str, np.ndarray]) -> None:
+    from django.core.cache import cache as dj_cache
+
+    dj_cache.set_many(
+        {f"feed:announced:{exchange}:{timeframe}:{s}": float(rows[-1, 0]) for s, rows in announced.items()},
+        timeout=ANNOUNCED_TTL_SECONDS,
+    )
+
+
+def run_once(
+    *, exchange: str | None = None, timeframe: str | None = None, gateway=None, now_ms: int | None = None
+) -> FeedResult:
     """One poll. `now_ms` (tests, replays) stands in for the wall clock."""
     exchange = exchange or settings.MARKET_EXCHANGE
     timeframe = timeframe or settings.UNIVERSE_TIMEFRAME
@@ -85,8 +129,11 @@ def run_once(*, exchange: str | None = None, timeframe: str | None = None, gatew
         if exchange == "paper":
             from trading.simulator import service as simulator
 
-            result = FeedResult(exchange=exchange, timeframe=timeframe,
-                                new_bars=simulator.advance_for_feed(timeframe=timeframe, now_ms=now_ms))
+            result = FeedResult(
+                exchange=exchange,
+                timeframe=timeframe,
+                new_bars=simulator.advance_for_feed(timeframe=timeframe, now_ms=now_ms),
+            )
         else:
             if gateway is None:
                 from trading.exchanges.factory import get_gateway
@@ -96,10 +143,11 @@ def run_once(*, exchange: str | None = None, timeframe: str | None = None, gatew
         # The simulator only emits finished bars (on its own clock, which runs ahead of the wall
         # clock at demo speeds); an exchange also returns the still-forming one, which is stored
         # and cached but not announced until it closes.
+        announce = _to_announce(exchange, timeframe, result.new_bars, now_ms)
         events = [
             (EventType.MARKET_BAR, _bar_payload(symbol, timeframe, row))
-            for symbol, rows in result.new_bars.items()
-            for row in (rows if exchange == "paper" else _closed(rows, timeframe, now_ms))
+            for symbol, rows in announce.items()
+            for row in rows
         ]
         if events:
             publish_many(events, source="exec-risk-service")
@@ -111,6 +159,8 @@ def run_once(*, exchange: str | None = None, timeframe: str | None = None, gatew
             # The simulator's own funding rates (8-hourly, leaning with the trend) settle the
             # paper perpetuals, not a flat default.
             on_new_bars(result.new_bars, timeframe=timeframe, funding_rates=simulator.funding_rates_get())
+    if announce:
+        _mark_announced(exchange, timeframe, announce)
     if result.new_bars:  # after the commit: readers never see a bar the database does not have
         cache.store_latest(exchange, timeframe, {s: list(r[-1]) for s, r in result.new_bars.items()})
     return result

@@ -16,6 +16,15 @@ pytestmark = pytest.mark.django_db
 M5 = 300_000
 
 
+@pytest.fixture(autouse=True)
+def forget_announced_bars(redis_conn):
+    """The feed's per-symbol markers live in Redis, which outlives each test's database."""
+    for key in redis_conn.scan_iter("*feed:announced:*"):
+        redis_conn.delete(key)
+    for key in redis_conn.scan_iter("*bar:latest:*"):
+        redis_conn.delete(key)
+
+
 def test_simulator_feed_stores_caches_and_publishes_each_new_bar_once():
     t0 = timeframes.floor_ms(int(time.time() * 1000), "5m")
     seeded = simulator.seed_history(days=1, seed=7, now_ms=t0, speed_factor=1.0)
@@ -66,8 +75,41 @@ def test_exchange_feed_publishes_closed_bars_and_skips_a_failing_symbol(monkeypa
     assert stored == len(result.new_bars["BTC/USDT:USDT"]) > 1
     forming = sum(int(rows[-1, 0] + M5 > now) for rows in result.new_bars.values())
     total = sum(len(rows) for rows in result.new_bars.values())
-    assert result.closed_published == total - forming  # the still-forming bar is stored, not announced
+    assert result.closed_published == min(total - forming, 2 * feed.MAX_ANNOUNCED_BARS_PER_SYMBOL)
     assert Event.objects.filter(type="market.bar").count() == result.closed_published
+
+
+def test_an_exchange_poll_never_announces_a_bar_twice(monkeypatch):
+    from tests.support.fake_binance import FakeBinance
+    from trading.exchanges.ccxt_backend import CcxtGateway
+
+    with FakeBinance() as fake:
+        monkeypatch.setenv("EXCHANGE_API_KEY", fake.api_key)
+        monkeypatch.setenv("EXCHANGE_API_SECRET", fake.api_secret)
+        Symbol.objects.create(exchange="binanceusdm", symbol="BTC/USDT:USDT", base="BTC", quote="USDT",
+                              settle="USDT", market_type=MarketType.PERPETUAL, tick_size=Decimal("0.1"),
+                              lot_size=Decimal("0.001"))
+        gw = CcxtGateway("binanceusdm", urls=fake.base_url, timeout_ms=1000, rate_limit_ms=1)
+        try:
+            now = int(time.time() * 1000)
+            first = feed.run_once(exchange="binanceusdm", timeframe="5m", gateway=gw, now_ms=now)
+            second = feed.run_once(exchange="binanceusdm", timeframe="5m", gateway=gw, now_ms=now)
+            later = feed.run_once(exchange="binanceusdm", timeframe="5m", gateway=gw,
+                                  now_ms=timeframes.floor_ms(now, "5m") + M5 + 1)
+        finally:
+            gw.close()
+    assert first.closed_published > 0
+    assert second.closed_published == 0  # the poll starts at the last stored bar: seen, not re-announced
+    announced = [e.payload["open_time"] for e in Event.objects.filter(type="market.bar")]
+    assert len(announced) == len(set(announced)) == first.closed_published + later.closed_published
+
+
+def test_a_long_catch_up_is_stored_but_only_the_newest_bars_are_announced():
+    t0 = timeframes.floor_ms(int(time.time() * 1000), "5m")
+    seeded = simulator.seed_history(days=1, seed=3, now_ms=t0 - 100 * M5, speed_factor=1.0)
+    result = feed.run_once(exchange="paper", timeframe="5m", now_ms=t0 + 1)
+    assert {len(r) for r in result.new_bars.values()} == {100}
+    assert result.closed_published == feed.MAX_ANNOUNCED_BARS_PER_SYMBOL * seeded.symbols
 
 
 def test_unknown_timeframe_is_named():

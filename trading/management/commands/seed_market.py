@@ -10,7 +10,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=service.DEFAULT_HISTORY_DAYS)
-        parser.add_argument("--seed", type=int, default=service.DEFAULT_SEED)
+        parser.add_argument("--seed", type=int, default=None, help="default: SIM_SEED (42)")
         parser.add_argument("--force", action="store_true", help="replace existing simulated history and state")
         parser.add_argument("--name", default=service.SIMULATOR_NAME, help="simulator name (default: default)")
         parser.add_argument("--no-progress", action="store_true")
@@ -18,6 +18,10 @@ class Command(BaseCommand):
     def handle(self, *args, days, seed, force, name, no_progress, **options):
         if days < 1:
             raise CommandError("--days must be at least 1")
+        if seed is None:
+            from django.conf import settings
+
+            seed = settings.SIM_SEED
         if seed < 0:
             raise CommandError("--seed must be >= 0")
         result = service.seed_history(days=days, seed=seed, force=force, name=name,
