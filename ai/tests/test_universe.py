@@ -115,3 +115,24 @@ def test_rpc_command_answers_in_process(settings):
 
     reply = execute.run("ai-service", "get_top_opportunities", {"top_n": "five"})
     assert reply["error"] == "bad_params" and "top_n" in reply["message"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("timeframe", ["1h", "4h", "1d"])
+def test_coarser_timeframes_scan_from_resampled_5m_bars(settings, timeframe):
+    from ai.universe.services import default_params, scan_universe
+    from trading.marketdata import timeframes
+    from trading.marketdata.ingest import ingest
+    from trading.models import Symbol
+
+    settings.UNIVERSE_MIN_QUOTE_VOLUME_USD = 1.0
+    params = default_params(timeframe)
+    assert params.lookback_bars >= 30
+    n_5m = (params.lookback_bars + 2) * timeframes.seconds(timeframe) // 300
+    for i in range(3):
+        s = Symbol.objects.create(exchange="paper", symbol=f"R{i}X/USDT", base=f"R{i}X", quote="USDT",
+                                  tick_size=Decimal("0.0001"), lot_size=Decimal("0.001"))
+        ingest(s, "5m", bars(n=n_5m, volume=1000 * (i + 1), seed=i))
+    snap = scan_universe(top_n=2, timeframe=timeframe)
+    assert snap.timeframe == timeframe
+    assert len(snap.ranked) == 3, snap.excluded

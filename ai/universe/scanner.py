@@ -101,7 +101,9 @@ def trend_strength(bars: np.ndarray) -> float:
 
 
 def corwin_schultz_spread_pct(bars: np.ndarray) -> float:
-    """Mean Corwin-Schultz bid-ask spread estimate in %, negative estimates set to 0."""
+    """Corwin-Schultz bid-ask spread estimate in %: the two-day estimates are averaged first and
+    the mean floored at 0 (flooring each one first biases the mean upwards, badly so on coarse
+    bars where volatility dominates the high-low range)."""
     h, lo = bars[:, 2], bars[:, 3]
     if len(h) < 3:
         return 0.0
@@ -110,7 +112,7 @@ def corwin_schultz_spread_pct(bars: np.ndarray) -> float:
     k = 3 - 2 * math.sqrt(2)
     alpha = (np.sqrt(2 * beta) - np.sqrt(beta)) / k - np.sqrt(gamma / k)
     spread = 2 * (np.exp(alpha) - 1) / (1 + np.exp(alpha))
-    return float(100.0 * np.clip(spread, 0, None).mean())
+    return float(100.0 * max(float(spread.mean()), 0.0))
 
 
 def _pct_rank(values: np.ndarray) -> np.ndarray:

@@ -15,17 +15,31 @@ from qtweb.events.bus import publish_many
 from trading.marketdata import selectors, timeframes
 from trading.models import Symbol
 
+# Coarse timeframes have few bars a day; the window never gets shorter than this many bars.
+MIN_LOOKBACK_BARS = 30
 
-def default_params() -> scanner.ScanParams:
-    bar_minutes = timeframes.seconds(settings.UNIVERSE_TIMEFRAME) // 60
-    day = 24 * 60 // bar_minutes
+
+def default_params(timeframe: str | None = None) -> scanner.ScanParams:
+    bar_minutes = timeframes.seconds(timeframe or settings.UNIVERSE_TIMEFRAME) // 60
+    window = max(24 * 60 // bar_minutes, MIN_LOOKBACK_BARS)  # a day of bars, or 30 bars
     return scanner.ScanParams(
-        bar_minutes=bar_minutes, lookback_bars=day, min_history_bars=day,
+        bar_minutes=bar_minutes, lookback_bars=window, min_history_bars=window,
         min_quote_volume_usd=settings.UNIVERSE_MIN_QUOTE_VOLUME_USD, max_spread_pct=settings.UNIVERSE_MAX_SPREAD_PCT,
     )
 
 
-def scan_universe(*, top_n: int | None = None, exchange: str | None = None,
+def _bars(symbols: list[Symbol], timeframe: str, n: int) -> dict[int, object]:
+    """Stored bars in one query; symbols stored only at a finer timeframe are resampled."""
+    stored = selectors.last_bars([s.pk for s in symbols], timeframe, n)
+    for s in symbols:
+        if len(stored[s.pk]) < n:
+            resampled = selectors.bars(s, timeframe, n)
+            if len(resampled) > len(stored[s.pk]):
+                stored[s.pk] = resampled
+    return stored
+
+
+def scan_universe(*, top_n: int | None = None, exchange: str | None = None, timeframe: str | None = None,
                   params: scanner.ScanParams | None = None) -> UniverseSnapshot:
     """Rank every active symbol of the exchange; store the snapshot and publish
     `universe.opportunity` for the top N, in one transaction."""
@@ -33,10 +47,12 @@ def scan_universe(*, top_n: int | None = None, exchange: str | None = None,
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1 (got {top_n})")
     exchange = exchange or settings.MARKET_EXCHANGE
-    params = params or default_params()
-    timeframe = f"{params.bar_minutes}m" if params.bar_minutes < 60 else f"{params.bar_minutes // 60}h"
+    timeframe = timeframe or settings.UNIVERSE_TIMEFRAME
+    params = params or default_params(timeframe)
+    if params.bar_minutes * 60 != timeframes.seconds(timeframe):
+        raise ValueError(f"params are for {params.bar_minutes}m bars, the scan is on {timeframe}")
     symbols = list(Symbol.objects.filter(exchange=exchange, active=True))
-    bars = selectors.last_bars([s.pk for s in symbols], timeframe, max(params.lookback_bars, params.min_history_bars))
+    bars = _bars(symbols, timeframe, max(params.lookback_bars, params.min_history_bars))
     metrics = [scanner.measure(s.symbol, bars[s.pk], params) for s in symbols]
     result = scanner.rank(metrics, params)
     with tracing.trace() as trace_id, transaction.atomic():
