@@ -127,3 +127,23 @@ def test_trace_lookup_lists_a_flows_events_in_order(celery_workers, admin_client
     admin_page = admin_client.get(f"/admin/qtweb/event/?trace_id={trace_id}")
     assert admin_page.status_code == 200
     assert trace_id in admin_page.content.decode()
+
+
+def test_the_feed_task_runs_on_the_execution_worker_and_publishes_bars(celery_workers, redis_conn):
+    from qtweb.events.models import Event
+    from trading.marketdata import timeframes
+    from trading.simulator.service import seed_history
+    from trading.tasks import poll_feed
+
+    for key in redis_conn.scan_iter("*feed:announced:*"):
+        redis_conn.delete(key)
+    now = int(time.time() * 1000)
+    seeded = seed_history(days=1, seed=5, now_ms=timeframes.floor_ms(now, "5m") - 3 * 300_000, speed_factor=1.0)
+    with tracing.trace() as trace_id:
+        poll_feed.apply_async()  # routed to the execution queue by its trading. prefix
+    bars = wait_for(lambda: Event.objects.filter(type="market.bar", trace_id=trace_id).count()
+                    >= 3 * seeded.symbols, timeout=30, poll=0.2)
+    assert bars, "no market.bar events from the worker"
+    sample = Event.objects.filter(type="market.bar", trace_id=trace_id).first()
+    assert sample.source == "exec-risk-service"
+    assert wait_until_handled(sample.event_id, timeout=10)  # the analytics observer consumed it
