@@ -18,3 +18,47 @@ class UniverseSnapshot(models.Model):
     def __str__(self) -> str:
         top = ", ".join(r["symbol"] for r in self.ranked[:3])
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.exchange}: {top}"
+
+
+class ModelStatus(models.TextChoices):
+    CHAMPION = "champion", "champion (serves)"
+    CHALLENGER = "challenger", "challenger (evaluated, not serving)"
+    RETIRED = "retired", "retired"
+
+
+class ModelType(models.TextChoices):
+    XGBOOST = "xgboost", "XGBoost"
+    LIGHTGBM = "lightgbm", "LightGBM"
+    NHITS = "nhits", "N-HiTS"
+    PATCHTST = "patchtst", "PatchTST"
+
+
+class ModelVersion(models.Model):
+    """One trained forecaster. Only champions serve; at most one champion per model type."""
+
+    model_type = models.CharField(max_length=16, choices=ModelType.choices)
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=ModelStatus.choices, default=ModelStatus.CHALLENGER)
+    created_at = models.DateTimeField()
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    status_reason = models.CharField(max_length=500, blank=True, default="")
+    training_start = models.DateTimeField()
+    training_end = models.DateTimeField()
+    feature_version = models.CharField(max_length=32)
+    feature_hash = models.CharField(max_length=64)
+    metrics = models.JSONField(default=dict)
+    artifact_path = models.CharField(max_length=500)
+    artifact_checksum = models.CharField(max_length=64)
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["model_type", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_type", "version"], name="model_version_unique"),
+            models.UniqueConstraint(fields=["model_type"], condition=models.Q(status="champion"),
+                                    name="one_champion_per_model_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_type} v{self.version} ({self.status})"

@@ -115,6 +115,7 @@ class LearningKind(StrEnum):
     RETRAIN_FAILED = "retrain_failed"
     MODEL_PROMOTED = "model_promoted"
     MODEL_REJECTED = "model_rejected"
+    MODEL_RETIRED = "model_retired"
     EXPERIENCE_RECORDED = "experience_recorded"
 
 
