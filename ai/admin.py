@@ -1,6 +1,6 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from ai.models import UniverseSnapshot
+from ai.models import ModelVersion, UniverseSnapshot
 
 
 @admin.register(UniverseSnapshot)
@@ -25,3 +25,55 @@ class UniverseSnapshotAdmin(admin.ModelAdmin):
     @admin.display(description="filtered out")
     def excluded_count(self, obj):
         return len(obj.excluded)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    """Only champions serve. Promote and retire go through ai.registry (events, one champion)."""
+
+    list_display = ["model_type", "version", "status", "created_at", "promoted_at", "feature_version",
+                    "short_metrics", "status_reason"]
+    list_filter = ["model_type", "status"]
+    readonly_fields = [f.name for f in ModelVersion._meta.fields]
+    actions = ["promote_selected", "retire_selected"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="metrics")
+    def short_metrics(self, obj):
+        keys = ("log_loss", "brier", "accuracy", "auc")
+        return ", ".join(f"{k} {obj.metrics[k]:.3f}" for k in keys if isinstance(obj.metrics.get(k), int | float))
+
+    @admin.action(description="Promote the selected challenger to champion")
+    def promote_selected(self, request, queryset):
+        from ai import registry
+
+        if queryset.count() != 1:
+            self.message_user(request, "select exactly one challenger to promote", messages.ERROR)
+            return
+        try:
+            mv = registry.promote(queryset.get().pk, reason=f"promoted in the admin by {request.user.username}")
+        except registry.RegistryError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, f"{mv} now serves", messages.SUCCESS)
+
+    @admin.action(description="Retire the selected models")
+    def retire_selected(self, request, queryset):
+        from ai import registry
+
+        done, errors = 0, []
+        for mv in queryset:
+            try:
+                registry.retire(mv.pk, reason=f"retired in the admin by {request.user.username}")
+                done += 1
+            except registry.RegistryError as exc:
+                errors.append(str(exc))
+        if done:
+            self.message_user(request, f"{done} model(s) retired", messages.SUCCESS)
+        for e in errors:
+            self.message_user(request, e, messages.ERROR)
