@@ -14,3 +14,10 @@ def get_top_opportunities(top_n: int = 20) -> list[dict]:
     from ai.universe.services import top_opportunities
 
     return top_opportunities(top_n)
+
+
+@command(Service.AI, "get_signal")
+def get_signal(symbol: str) -> dict:
+    from ai.inference import get_signal as _get_signal
+
+    return _get_signal(symbol)

@@ -7,3 +7,10 @@ def scan_universe_task() -> int:
     from ai.universe.services import scan_universe
 
     return scan_universe().pk
+
+
+@shared_task(name="ai.inference.run", ignore_result=True, soft_time_limit=60, time_limit=90)
+def run_inference_task() -> int:
+    from ai.inference import run_inference
+
+    return len(run_inference().signals)

@@ -46,6 +46,10 @@ SCHEDULES["qt:ai.universe.scan"] = Schedule(
     expires_seconds=120,
     description="Universe scanner: rank active symbols, store a snapshot, publish universe.opportunity (top N)",
 )
+SCHEDULES["qt:ai.inference.run"] = Schedule(
+    task="ai.inference.run", every_seconds=300, queue=Queue.INFERENCE, expires_seconds=240,
+    description="Inference: the champions vote on every active symbol once per 5m bar; signal.generated",
+)
 SCHEDULES["qt:trading.feed.poll"] = Schedule(
     task="trading.feed.poll", every_seconds=_setting("FEED_POLL_SECONDS"), queue=Queue.EXECUTION,
     expires_seconds=_setting("FEED_POLL_SECONDS"),

@@ -1,0 +1,192 @@
+"""Inference: the champions, loaded once per worker process, over the universe in one pass.
+
+`run_inference()` (task `ai.inference.run`, inference queue, every bar from beat) reads the
+last INFERENCE_BARS bars of every active symbol, builds the feature rows and windows in one
+batch (ai.features.latest_rows), asks every serving model for P(up) in one batched call,
+votes (ai.ensemble) and publishes, in one transaction, `model.prediction` per model and
+symbol and `signal.generated` per symbol that has a vote. A symbol with too little history
+or a non-finite feature gets no signal and its reason is logged; the others proceed. A model
+that fails or exceeds `PREDICTION_TIMEOUT_SECONDS` is dropped from the vote (logged, module
+DEGRADED in /health); with no model left there is no signal and one `system.alert`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from ai import registry
+from ai.ensemble import DEFAULT_MIN_CONFIDENCE, PRIOR_WEIGHT, vote
+from qtweb.events import EventType
+from qtweb.events.bus import publish_many
+from qtweb.logging import get_logger
+
+log = get_logger(__name__)
+
+# A model answering slower than this for the whole batch is left out of the vote (issue 4:
+# prediction_timeout_seconds). Checked after the call: a Python call cannot be interrupted
+# safely, so a slow model costs one pass and is then marked DEGRADED.
+PREDICTION_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class SymbolSignal:
+    symbol: str
+    t_ms: int
+    predictions: dict[str, float]
+    vote: object | None
+    reason: str = ""
+
+
+@dataclass
+class InferenceResult:
+    signals: dict[str, SymbolSignal] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    model_latency_ms: dict[str, float] = field(default_factory=dict)
+    dropped_models: dict[str, str] = field(default_factory=dict)
+
+
+class InferenceEngine:
+    """The serving champions of one process; reloads when the registry's champions change."""
+
+    def __init__(self) -> None:
+        self.serving: list[registry.ServingModel] = []
+        self.problems: dict[str, str] = {}
+        self._loaded_ids: tuple[int, ...] | None = None
+
+    def refresh(self) -> None:
+        from ai.features.compute import FEATURE_VERSION, feature_set_hash
+
+        ids = tuple(m.pk for m in registry.champions())
+        if ids != self._loaded_ids:
+            self.serving, self.problems = registry.load_champions(feature_version=FEATURE_VERSION,
+                                                                  feature_hash=feature_set_hash())
+            self._loaded_ids = ids
+            log.info("champions loaded", serving=[s.version.model_type for s in self.serving], missing=self.problems)
+
+    def weights(self) -> dict[str, float]:
+        """Out-of-sample skill from each champion's validation Brier score (1 - Brier/0.25)."""
+        out = {}
+        for s in self.serving:
+            brier = s.version.metrics.get("brier")
+            out[s.version.model_type] = max(0.0, 1.0 - brier / 0.25) if isinstance(brier, int | float) else PRIOR_WEIGHT
+        return out
+
+    def predict(self, rows) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, str]]:
+        """One batched call per model over all symbols: ({model: P(up) per row}, latency, dropped)."""
+        probs, latency, dropped = {}, {}, {}
+        for s in self.serving:
+            t = s.version.model_type
+            X = rows.X_tab if s.forecaster.input_kind == "tab" else rows.X_seq
+            t0 = time.perf_counter()
+            try:
+                p = np.asarray(s.forecaster.predict_proba_up(X), dtype=float)
+            except Exception as exc:  # one model failing never stops the others
+                dropped[t] = f"{type(exc).__name__}: {exc}"
+                continue
+            elapsed = time.perf_counter() - t0
+            latency[t] = elapsed * 1000
+            if elapsed > PREDICTION_TIMEOUT_SECONDS:
+                dropped[t] = f"took {elapsed:.2f}s > {PREDICTION_TIMEOUT_SECONDS}s"
+                continue
+            probs[t] = p
+        return probs, latency, dropped
+
+
+_engine: InferenceEngine | None = None
+
+
+def engine() -> InferenceEngine:
+    global _engine
+    if _engine is None:
+        _engine = InferenceEngine()
+    return _engine
+
+
+def infer(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None = None,
+          min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> InferenceResult:
+    from ai.features.dataset import latest_rows
+
+    eng = eng or engine()
+    eng.refresh()
+    rows = latest_rows(bars_by_symbol)
+    result = InferenceResult(skipped=dict(rows.skipped))
+    for sym, reason in rows.skipped.items():
+        log.info("no signal for symbol", symbol=sym, reason=reason)
+    if not rows.symbols:
+        return result
+    probs, result.model_latency_ms, result.dropped_models = eng.predict(rows)
+    for t, reason in result.dropped_models.items():
+        log.error("model dropped from the vote", model_type=t, reason=reason)
+    weights = eng.weights()
+    for i, sym in enumerate(rows.symbols):
+        preds = {t: float(p[i]) for t, p in probs.items()}
+        v = vote(preds, weights, min_confidence_threshold=min_confidence)
+        result.signals[sym] = SymbolSignal(sym, int(rows.t_ms[i]), preds, v if v.has_signal else None, v.reason)
+    return result
+
+
+def run_inference(*, exchange: str | None = None, timeframe: str | None = None, symbols: list[str] | None = None,
+                  publish: bool = True) -> InferenceResult:
+    from ai.features.compute import INFERENCE_BARS
+    from ai.features.dataset import bars_from_db
+
+    exchange = exchange or settings.MARKET_EXCHANGE
+    timeframe = timeframe or settings.UNIVERSE_TIMEFRAME
+    bars = bars_from_db(exchange, timeframe, symbols, INFERENCE_BARS)
+    result = infer(bars)
+    if publish:
+        _publish(result, timeframe)
+    return result
+
+
+def _publish(result: InferenceResult, timeframe: str) -> None:
+    versions = {s.version.model_type: str(s.version.version) for s in engine().serving}
+    events = []
+    for sig in result.signals.values():
+        for model, p in sig.predictions.items():
+            events.append((EventType.MODEL_PREDICTION, {
+                "symbol": sig.symbol, "timeframe": timeframe, "model": model, "model_version": versions.get(model, "?"),
+                "prob_up": p, "prob_down": 1.0 - p, "latency_ms": result.model_latency_ms.get(model, 0.0)}))
+        if sig.vote is not None:
+            v = sig.vote
+            events.append((EventType.SIGNAL_GENERATED, {
+                "symbol": sig.symbol, "timeframe": timeframe, "action": v.action, "confidence": v.confidence,
+                "score": v.score, "ensemble_agreement": min(v.ensemble_agreement, 1.0), "models_voted": v.models_voted,
+                "min_confidence_threshold": DEFAULT_MIN_CONFIDENCE,
+                "model_versions": {m: versions.get(m, "?") for m in sig.predictions}}))
+    no_models = result.signals and all(s.vote is None for s in result.signals.values())
+    if no_models:
+        events.append((EventType.SYSTEM_ALERT, {
+            "severity": "critical", "component": "inference", "service": "ai-service",
+            "message": "no model answered: no signals this pass (" + "; ".join(
+                f"{k}: {v}" for k, v in {**engine().problems, **result.dropped_models}.items()) + ")"}))
+    with transaction.atomic():
+        if events:
+            publish_many(events, source="ai-service")
+
+
+def get_signal(symbol: str) -> dict:
+    """RPC `get_signal`: the ensemble's current view of one symbol (no events published)."""
+    from trading.exchanges.errors import BadSymbol
+
+    if not isinstance(symbol, str) or not symbol:
+        raise ValueError("symbol must be a unified symbol such as BTC/USDT:USDT")
+    try:
+        result = run_inference(symbols=[symbol], publish=False)
+    except BadSymbol as exc:
+        raise ValueError(str(exc)) from None
+    if symbol in result.skipped:
+        return {"symbol": symbol, "signal": None, "reason": result.skipped[symbol]}
+    sig = result.signals.get(symbol)
+    if sig is None or sig.vote is None:
+        return {"symbol": symbol, "signal": None, "reason": sig.reason if sig else "no bars",
+                "dropped_models": result.dropped_models}
+    v = sig.vote
+    return {"symbol": symbol, "signal": {"action": v.action, "confidence": v.confidence, "score": v.score,
+                                         "ensemble_agreement": v.ensemble_agreement, "models_voted": v.models_voted,
+                                         "probability_up": v.probability_up},
+            "predictions": sig.predictions, "dropped_models": result.dropped_models, "bar_open_time_ms": sig.t_ms}
