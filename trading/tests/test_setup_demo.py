@@ -11,7 +11,7 @@ def test_setup_demo_seeds_market_and_account_once(settings):
     from trading.models import Candle, PaperAccount, PaperBalance
 
     out = StringIO()
-    call_command("setup_demo", "--days", "1", stdout=out)
+    call_command("setup_demo", "--days", "1", "--no-train", stdout=out)
     text = out.getvalue()
     assert "candles of 5m history" in text and "paper account 'default': 100,000 USDT" in text
     candles = Candle.objects.count()
@@ -20,7 +20,7 @@ def test_setup_demo_seeds_market_and_account_once(settings):
     assert not Event.objects.exists()  # nothing to dispatch before the broker is up
 
     again = StringIO()
-    call_command("setup_demo", "--days", "1", stdout=again)
+    call_command("setup_demo", "--days", "1", "--no-train", stdout=again)
     assert "history already seeded" in again.getvalue() and "paper account" not in again.getvalue()
     assert Candle.objects.count() == candles and PaperAccount.objects.count() == 1
 
