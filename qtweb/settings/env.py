@@ -39,6 +39,7 @@ env = environ.Env(
     RPC_DEFAULT_RETRIES=(int, 2),
     METRICS_TOKEN=(str, ""),
     MARKET_EXCHANGE=(str, "paper"),
+    MODEL_ARTIFACTS_DIR=(str, ""),
     SIM_SPEED_FACTOR=(float, 1.0),
     SIM_SEED=(int, 42),
     FEED_POLL_SECONDS=(float, 5.0),
