@@ -8,4 +8,4 @@ class AiConfig(AppConfig):
     verbose_name = "AI"
 
     def ready(self) -> None:
-        from ai import rpc  # noqa: F401
+        from ai import rpc, subscribers  # noqa: F401

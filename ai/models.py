@@ -62,3 +62,24 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_type} v{self.version} ({self.status})"
+
+
+class RlExperience(models.Model):
+    """One closed position, as experience for the RL sizing agent (filled from position.closed)."""
+
+    symbol = models.CharField(max_length=40, db_index=True)
+    position_id = models.CharField(max_length=128, unique=True)
+    side = models.CharField(max_length=8)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(db_index=True)
+    pnl = models.DecimalField(max_digits=28, decimal_places=10, help_text="realized_pnl_usd of position.closed")
+    fees = models.DecimalField(max_digits=28, decimal_places=10, default=0)
+    notional_usd = models.DecimalField(max_digits=28, decimal_places=10, default=0)
+    features = models.JSONField(default=dict, help_text="what the sizer saw at entry (see ai.sizing.services)")
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-closed_at"]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.position_id}: {self.pnl}"

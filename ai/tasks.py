@@ -14,3 +14,4 @@ def run_inference_task() -> int:
     from ai.inference import run_inference
 
     return len(run_inference().signals)
+from ai.sizing import tasks as _sizing_tasks  # noqa: E402,F401  (discovers analytics.learning.retrain_rl_agent)

@@ -56,6 +56,11 @@ SCHEDULES["qt:trading.feed.poll"] = Schedule(
     description="Live feed: advance the simulator or poll the exchange; store, cache and publish new bars",
 )
 
+SCHEDULES["qt:analytics.learning.retrain_rl_agent"] = Schedule(
+    task="analytics.learning.retrain_rl_agent", every_seconds=24 * 3600, queue=Queue.LEARNING, expires_seconds=3600,
+    description="RL sizing: retrain the PPO agent on the paper market (new checksummed version serves)",
+)
+
 # Prefix of the periodic tasks this module owns; others (added by an operator in the admin)
 # are left alone by setup_periodic_tasks.
 MANAGED_PREFIX = "qt:"

@@ -1,0 +1,226 @@
+"""RL position sizing: Kelly caps, the environment, a tiny PPO run, rl.decision, experience."""
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from ai.sizing import agent as agent_mod
+from ai.sizing.env import SizingEnv
+from ai.sizing.kelly import breakeven_probability, final_size_usd, full_kelly, kelly_fraction
+
+# --- Kelly (pure) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p,b,expected", [
+    (0.6, 1.0, 0.2),        # 0.6 - 0.4 / 1
+    (0.5, 2.0, 0.25),       # 0.5 - 0.5 / 2
+    (0.55, 1.5, 0.25),      # 0.55 - 0.45 / 1.5
+    (0.5, 1.0, 0.0),        # no edge
+    (0.4, 1.0, 0.0),        # negative edge clipped
+    (1.0, 1.0, 1.0),
+    (0.0, 3.0, 0.0),
+])
+def test_full_kelly_table(p, b, expected):
+    assert full_kelly(p, b) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("p,b,fraction,cap,expected", [
+    (0.6, 1.0, 0.25, 0.25, 0.05),
+    (0.6, 1.0, 1.0, 0.25, 0.2),
+    (0.9, 1.0, 1.0, 0.25, 0.25),     # capped
+    (0.9, 1.0, 0.5, 0.1, 0.1),
+    (0.45, 1.0, 0.25, 0.25, 0.0),
+])
+def test_fractional_kelly_table(p, b, fraction, cap, expected):
+    assert kelly_fraction(p, b, fraction=fraction, max_fraction=cap) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("bad", [(-0.1, 1.0), (1.1, 1.0), (0.6, 0.0), (0.6, -1.0), (float("nan"), 1.0),
+                                 (0.6, float("inf"))])
+def test_kelly_rejects_bad_inputs(bad):
+    with pytest.raises(ValueError):
+        full_kelly(*bad)
+
+
+@pytest.mark.parametrize("agent,allowed,k,equity,cap,expected", [
+    (0.5, 1000, 0.05, 10000, None, "500.00"),       # agent binds
+    (1.0, 1000, 0.05, 10000, None, "500.00"),       # kelly binds: 0.05 x 10,000
+    (1.0, 1000, 0.2, 10000, 300, "300.00"),         # policy binds
+    (1.0, 1000, 0.0, 10000, None, "0.00"),          # no edge
+    (0.3, -5, 0.1, 10000, None, "0.00"),            # never negative
+    (0.333, 1000, 0.25, 10000, None, "333.00"),
+])
+def test_final_size_table(agent, allowed, k, equity, cap, expected):
+    size = final_size_usd(agent_fraction=agent, allowed_size_usd=allowed, kelly=k, equity_usd=equity,
+                          max_position_usd=cap)
+    assert isinstance(size, Decimal) and size == Decimal(expected)
+
+
+money = st.decimals(min_value=0, max_value=10**9, places=2, allow_nan=False, allow_infinity=False)
+unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+
+
+@given(p=unit, b=st.floats(min_value=0.01, max_value=100.0), fraction=unit, cap=unit, agent=unit,
+       allowed=money, equity=money, policy=money)
+@hsettings(max_examples=300, deadline=None)
+def test_size_never_exceeds_any_cap(p, b, fraction, cap, agent, allowed, equity, policy):
+    k = kelly_fraction(p, b, fraction=fraction, max_fraction=cap)
+    assert 0.0 <= k <= cap
+    size = final_size_usd(agent_fraction=agent, allowed_size_usd=allowed, kelly=k, equity_usd=equity,
+                          max_position_usd=policy)
+    assert Decimal(0) <= size
+    assert size <= Decimal(str(agent)) * allowed
+    assert size <= Decimal(str(k)) * equity
+    assert size <= policy
+
+
+@given(b=st.floats(min_value=0.01, max_value=100.0), data=st.data())
+@hsettings(max_examples=200, deadline=None)
+def test_zero_when_no_edge(b, data):
+    p = data.draw(st.floats(min_value=0.0, max_value=breakeven_probability(b)))
+    assert kelly_fraction(p, b, fraction=1.0, max_fraction=1.0) == pytest.approx(0.0, abs=1e-12)
+    assert final_size_usd(agent_fraction=1.0, allowed_size_usd=1000, kelly=kelly_fraction(p, b),
+                          equity_usd=10000) == Decimal("0.00")
+
+
+# --- environment and agent -------------------------------------------------------------------
+
+
+def _series(n=600, seed=0, drift=0.0):
+    rng = np.random.default_rng(seed)
+    return 100.0 * np.exp(np.cumsum(rng.normal(drift, 0.003, n)))
+
+
+def test_env_passes_gymnasium_check_env():
+    env = SizingEnv([_series(seed=1), _series(seed=2)])
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=3)
+    assert obs.dtype == np.float32 and env.observation_space.contains(obs)
+    obs, reward, terminated, truncated, info = env.step(np.array([2.0], dtype=np.float32))  # clipped to 1
+    assert np.isfinite(reward) and env.observation_space.contains(obs) and obs[3] == pytest.approx(1.0)
+
+
+def test_env_zero_action_earns_nothing_and_fees_cost():
+    env = SizingEnv([_series(seed=4)], horizon=5)
+    env.reset(seed=0)
+    _, reward, *_ = env.step(np.array([0.0], dtype=np.float32))
+    assert reward == 0.0
+    flat = np.full(300, 100.0)  # a flat market: any position loses the fees
+    env = SizingEnv([flat], probabilities=[np.full(300, 0.7)], horizon=5)
+    env.reset(seed=0)
+    obs, reward, _, _, info = env.step(np.array([1.0], dtype=np.float32))
+    assert info["pnl"] == pytest.approx(-2 * env.fee_rate) and reward < 0
+    assert obs[0] == pytest.approx(0.7) and obs[2] > 0  # drawdown after the loss
+
+
+def test_env_refuses_series_too_short():
+    with pytest.raises(ValueError, match="no series long enough"):
+        SizingEnv([np.full(10, 100.0)])
+
+
+def test_tiny_ppo_trains_saves_loads_and_decides(tmp_path):
+    env = SizingEnv([_series(seed=5, drift=0.0005), _series(seed=6)], episode_length=16)
+    trained = agent_mod.train(env, timesteps=256, n_steps=128, batch_size=64, n_epochs=2, seed=0)
+    meta = agent_mod.save(trained, tmp_path / "v1")
+    assert meta["model_type"] == agent_mod.MODEL_TYPE and "ppo.zip" in meta["files"]
+    loaded = agent_mod.load(tmp_path / "v1")
+    obs = np.array([0.7, 0.003, 0.0, 0.0, 0.0], dtype=np.float32)
+    assert loaded.act(obs) == pytest.approx(trained.act(obs), abs=1e-6)
+    d = agent_mod.decide("BTC/USDT", 0.7, 0.003, 0.0, 0.0, 0.0, Decimal("10000"), Decimal("1000"), 1.0,
+                         agent=loaded, max_position_usd=Decimal("800"))
+    assert d["agent_trained"] is True and d["action"] == "BUY"
+    assert d["kelly_fraction"] == pytest.approx(0.25 * 0.4)
+    assert d["final_size_usd"] <= min(Decimal(str(d["agent_action"])) * 1000, Decimal("1000"), Decimal("800"))
+    assert "PPO agent" in d["reason"]
+    # the newest loadable version is found; a corrupted one is skipped
+    assert agent_mod.latest_agent(tmp_path) is not None
+    (tmp_path / "v1" / "ppo.zip").write_bytes(b"tampered")
+    agent_mod._cache.clear()
+    assert agent_mod.latest_agent(tmp_path) is None
+    from ai.forecasters.artifacts import ArtifactCorrupt
+
+    with pytest.raises(ArtifactCorrupt):
+        agent_mod.load(tmp_path / "v1")
+
+
+def test_kelly_only_fallback_is_flagged():
+    d = agent_mod.decide("ETH/USDT", 0.3, 0.01, 0.0, 0.0, 0.0, Decimal("10000"), Decimal("5000"), 1.0)
+    assert d["agent_trained"] is False and d["reason"] == agent_mod.NO_AGENT_REASON
+    assert d["action"] == "SELL" and d["kelly_fraction"] == pytest.approx(0.25 * 0.4)
+    assert d["final_size_usd"] == Decimal("1000.00")  # Kelly binds: 0.1 x 10,000
+    hold = agent_mod.decide("ETH/USDT", 0.55, 0.01, 0.0, 0.0, 0.0, 10000, 5000, 1.0, action="HOLD")
+    assert hold["final_size_usd"] == Decimal("0.00") and "HOLD" in hold["reason"]
+
+
+# --- services (database) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_agents(settings, tmp_path):
+    settings.MODEL_ARTIFACTS_DIR = str(tmp_path / "models")
+    agent_mod._cache.clear()
+
+
+@pytest.mark.django_db
+def test_size_signal_publishes_one_rl_decision_with_the_signals_trace_id(no_agents):
+    from ai.sizing.services import size_signal
+    from qtweb.events.models import Event
+    from qtweb.events.schemas import build_envelope
+
+    signal = build_envelope("signal.generated", {
+        "symbol": "BTC/USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.7, "score": 0.4,
+        "ensemble_agreement": 1.0, "models_voted": 4}, trace_id="trace-sizing-0001", source="ai-service")
+    env = size_signal(signal, equity_usd=Decimal("10000"), allowed_size_usd=Decimal("2000"))
+    rows = Event.objects.filter(type="rl.decision")
+    assert rows.count() == 1
+    row = rows.get()
+    assert row.trace_id == "trace-sizing-0001" == env.trace_id
+    p = row.payload
+    assert p["symbol"] == "BTC/USDT" and p["action"] == "BUY" and p["agent_trained"] is False
+    assert p["reason"] == agent_mod.NO_AGENT_REASON
+    assert p["kelly_fraction"] == pytest.approx(0.25 * 0.4)  # p_up = 0.7, payoff 1
+    assert Decimal(p["final_size_usd"]) == Decimal("1000.00")
+
+
+def _closed(position_id="pos-1", pnl="12.5"):
+    from qtweb.events.schemas import build_envelope
+
+    return build_envelope("position.closed", {
+        "position_id": position_id, "symbol": "BTC/USDT", "side": "long", "amount": "0.01",
+        "entry_price": "50000", "exit_price": "51250", "realized_pnl_usd": pnl, "fees_usd": "0.5",
+        "reason": "take_profit", "opened_at": datetime(2026, 1, 1, tzinfo=UTC).isoformat()},
+        trace_id="trace-closed-0001", source="exec-risk-service")
+
+
+@pytest.mark.django_db
+def test_position_closed_is_stored_once_even_if_delivered_twice(no_agents):
+    from ai.models import RlExperience
+    from ai.subscribers import record_rl_experience
+    from qtweb.events.registry import get_subscription
+    from qtweb.queues import Queue
+
+    sub = get_subscription("ai.sizing.record_experience")
+    assert sub is not None and sub.queue == Queue.LEARNING and sub.wants("position.closed")
+    event = _closed()
+    record_rl_experience(event)
+    record_rl_experience(event)
+    assert RlExperience.objects.count() == 1
+    e = RlExperience.objects.get()
+    assert e.position_id == "pos-1" and e.pnl == Decimal("12.5") and e.notional_usd == Decimal("500")
+    assert e.trace_id == "trace-closed-0001"
+
+
+def test_retrain_task_is_routed_to_learning_and_scheduled():
+    import ai.tasks  # noqa: F401
+    from qtweb.celery import app
+    from qtweb.schedules import SCHEDULES
+
+    assert "analytics.learning.retrain_rl_agent" in app.tasks
+    route = app.amqp.router.route({}, "analytics.learning.retrain_rl_agent")
+    assert route["queue"].name == "learning"
+    assert SCHEDULES["qt:analytics.learning.retrain_rl_agent"].queue == "learning"
