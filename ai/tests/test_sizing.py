@@ -224,3 +224,23 @@ def test_retrain_task_is_routed_to_learning_and_scheduled():
     route = app.amqp.router.route({}, "analytics.learning.retrain_rl_agent")
     assert route["queue"].name == "learning"
     assert SCHEDULES["qt:analytics.learning.retrain_rl_agent"].queue == "learning"
+
+
+@pytest.mark.django_db
+def test_retrain_on_the_paper_market_then_size_signal_uses_the_agent(no_agents):
+    from ai.sizing.services import retrain, size_signal
+    from qtweb.events.models import Event
+    from trading.simulator.service import seed_history
+
+    seed_history(days=1, seed=7)
+    out = retrain(timesteps=256, bars=300)
+    assert out["path"].endswith("v1") and len(out["artifact_sha256"]) == 64
+    learning = Event.objects.get(type="learning.event")
+    assert learning.payload["kind"] == "retrain_completed" and learning.payload["model_version"] == "v1"
+    env = size_signal({"symbol": "BTC/USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.8, "score": 0.6,
+                       "ensemble_agreement": 1.0, "models_voted": 4}, trace_id="trace-sizing-0002",
+                      equity_usd=Decimal("10000"), allowed_size_usd=Decimal("3000"), max_position_usd=Decimal("900"))
+    p = Event.objects.get(type="rl.decision").payload
+    assert env.trace_id == "trace-sizing-0002" and p["agent_trained"] is True and "PPO agent" in p["reason"]
+    assert Decimal(p["final_size_usd"]) <= min(Decimal("900"), Decimal(str(p["agent_action"])) * 3000,
+                                               Decimal(str(p["kelly_fraction"])) * 10000)
