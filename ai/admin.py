@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from ai.models import ModelVersion, UniverseSnapshot
+from ai.models import EvaluationReport, ModelVersion, UniverseSnapshot
 
 
 @admin.register(UniverseSnapshot)
@@ -77,3 +77,30 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, f"{done} model(s) retired", messages.SUCCESS)
         for e in errors:
             self.message_user(request, e, messages.ERROR)
+
+
+@admin.register(EvaluationReport)
+class EvaluationReportAdmin(admin.ModelAdmin):
+    """Runs of manage.py evaluate_models: the verdict and a link to the report folder."""
+
+    list_display = ["created_at", "headline", "folder_link"]
+    readonly_fields = ["created_at", "path", "summary", "params"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="verdict")
+    def headline(self, obj):
+        return (obj.summary.get("verdict") or {}).get("headline", "")
+
+    @admin.display(description="report folder")
+    def folder_link(self, obj):
+        from pathlib import Path
+
+        from django.utils.html import format_html
+
+        return format_html('<a href="{}">{}</a>', Path(obj.path).as_uri() if obj.path.startswith("/") else obj.path,
+                           obj.path)

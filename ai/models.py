@@ -83,3 +83,18 @@ class RlExperience(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.position_id}: {self.pnl}"
+
+
+class EvaluationReport(models.Model):
+    """One run of `manage.py evaluate_models`: where its report folder is and its headline figures."""
+
+    created_at = models.DateTimeField(db_index=True)
+    path = models.CharField(max_length=500, help_text="folder holding report.json and the plots")
+    summary = models.JSONField(default=dict, help_text="verdict and headline figures")
+    params = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"evaluation {self.created_at:%Y-%m-%d %H:%M} ({self.path})"

@@ -7,6 +7,7 @@ from qtweb import views
 api = [
     path("traces/<str:trace_id>/", views.TraceView.as_view(), name="trace-detail"),
     path("events/", views.EventListView.as_view(), name="event-list"),
+    path("reports/", __import__("ai.api", fromlist=["api"]).EvaluationReportListView.as_view(), name="report-list"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

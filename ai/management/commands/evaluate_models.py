@@ -1,0 +1,88 @@
+"""manage.py evaluate_models: walk-forward out-of-sample evaluation with costs, against baselines."""
+from datetime import UTC, datetime
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from ai.models import ModelType
+
+
+class Command(BaseCommand):
+    help = ("Walk-forward (rolling) out-of-sample evaluation of the forecasters and their ensemble on the "
+            "stored candles, with fees and slippage, against buy-and-hold, momentum and random; writes "
+            "var/reports/<timestamp>/ (report.json and plots) and records an EvaluationReport.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--models", nargs="+", default=list(ModelType.values),
+                            help="model types, space- or comma-separated (default: all four)")
+        parser.add_argument("--folds", type=int, default=4)
+        parser.add_argument("--bars", type=int, default=None, help="last N bars per symbol (default: all stored)")
+        parser.add_argument("--sample-every", type=int, default=3, help="keep one bar in K as a sample (default 3)")
+        parser.add_argument("--seed", type=int, default=42)
+        parser.add_argument("--max-epochs", type=int, default=None, help="cap for the neural models' epochs")
+        parser.add_argument("--horizon", type=int, default=12, help="label and holding horizon in bars")
+        parser.add_argument("--exchange", default=None, help="default: MARKET_EXCHANGE")
+        parser.add_argument("--timeframe", default="5m")
+        parser.add_argument("--taker-fee", type=float, default=None, help="per side, fraction (default 0.0005)")
+        parser.add_argument("--slippage", type=float, default=None, help="per side, fraction (default 0.0005)")
+        parser.add_argument("--out", default=None, help="reports root (default: REPORTS_DIR or var/reports)")
+
+    def handle(self, *args, models, folds, bars, sample_every, seed, max_epochs, horizon, exchange, timeframe,
+               taker_fee, slippage, out, **options):
+        from django.conf import settings
+
+        from ai.evaluation.report import format_table, summary_rows, write_report
+        from ai.evaluation.walkforward import Costs, EvaluationConfig, evaluate
+        from ai.features.dataset import dataset_from_db
+        from ai.features.labels import neutral_band
+        from ai.features.splits import SplitError
+        from ai.models import EvaluationReport
+        from trading.marketdata.timeframes import milliseconds
+
+        types = [t.strip() for m in models for t in m.split(",") if t.strip()]
+        unknown = [t for t in types if t not in ModelType.values]
+        if unknown or not types:
+            raise CommandError(f"unknown model type(s): {', '.join(unknown) or '(none)'}; "
+                               f"known: {', '.join(ModelType.values)}")
+        if folds < 1 or sample_every < 1 or horizon < 1 or (bars is not None and bars < 1):
+            raise CommandError("--folds, --sample-every, --horizon and --bars must be positive")
+        costs = Costs(**{k: v for k, v in (("taker_fee_rate", taker_fee), ("slippage_rate", slippage))
+                         if v is not None})
+        band = neutral_band(costs.taker_fee_rate, costs.slippage_rate)
+        self.stdout.write("building the dataset from stored candles ...")
+        # band 0: every bar with a known future is a test sample (trading must not pick bars by their
+        # future move); training keeps only moves beyond the fee band (walkforward.py).
+        ds = dataset_from_db(exchange or settings.MARKET_EXCHANGE, timeframe, n_bars=bars, horizon=horizon,
+                             sample_every=sample_every, band=0.0)
+        if len(ds.y) == 0:
+            raise CommandError("no samples: seed or import candles first (manage.py seed_market)")
+        self.stdout.write(f"dataset: {len(ds.y):,} samples, {len(set(ds.symbol.tolist()))} symbols; "
+                          f"excluded: {len(ds.excluded)}")
+        neural = ("nhits", "patchtst")
+        model_params = {t: {"max_epochs": max_epochs} for t in neural if t in types} if max_epochs else {}
+        config = EvaluationConfig(models=tuple(types), n_folds=folds, seed=seed, model_params=model_params,
+                                  costs=costs, band=band, bar_ms=milliseconds(timeframe))
+        bar = tqdm(total=folds * len(types), desc="evaluate", unit="fit")
+
+        def progress(fold, model_type):
+            bar.set_postfix_str(f"fold {fold + 1}/{folds} {model_type}", refresh=False)
+            bar.update(1)
+
+        try:
+            result = evaluate(ds, config, progress=progress)
+        except (SplitError, ValueError) as exc:
+            raise CommandError(f"evaluation failed: {exc}") from None
+        finally:
+            bar.close()
+        params = {"models": types, "folds": folds, "bars": bars, "sample_every": sample_every, "seed": seed,
+                  "max_epochs": max_epochs, "horizon": horizon, "exchange": exchange or settings.MARKET_EXCHANGE,
+                  "timeframe": timeframe, "taker_fee_rate": costs.taker_fee_rate, "slippage_rate": costs.slippage_rate}
+        folder = write_report(result, root=out, params=params)
+        rows = summary_rows(result)
+        EvaluationReport.objects.create(created_at=datetime.now(UTC), path=str(folder),
+                                        summary={"verdict": result["verdict"], "rows": rows}, params=params)
+        self.stdout.write(format_table(rows))
+        for line in result["verdict"]["statements"]:
+            self.stdout.write(line)
+        self.stdout.write(result["verdict"]["headline"])
+        self.stdout.write(f"report: {folder}")

@@ -1,0 +1,148 @@
+"""Walk-forward evaluation: cost accounting, baselines, weights from earlier folds only, and the
+command end to end on a small seeded market (report files, EvaluationReport row, API)."""
+import json
+import math
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ai.ensemble import PRIOR_WEIGHT
+from ai.evaluation.walkforward import (
+    BASELINES,
+    actions_to_positions,
+    baseline_positions,
+    calibration_table,
+    decision_grid,
+    ensemble_weights_by_fold,
+    trade,
+)
+
+
+def _trade(t, sym, fwd, pos, cost=0.001, h=1):
+    return trade(np.array(t), np.array(sym), np.array(fwd), np.array(pos, dtype=float), horizon_bars=h, bar_ms=1,
+                 cost_per_side=cost, periods_per_year=100.0)
+
+
+def test_costs_are_charged_on_every_change_of_position_and_equity_is_exact():
+    fwd = np.log([1.01, 0.98, 1.02, 1.0])
+    r = _trade([0, 1, 2, 3], ["A"] * 4, fwd, [1, 1, -1, 0])
+    # open long (1 side), hold (0), long -> short (2 sides), short -> flat (1 side)
+    expected = [0.01 - 0.001, -0.02, -0.02 - 0.002, -0.001]
+    assert r["equity"]["equity"] == pytest.approx(np.cumprod(1 + np.array(expected)).tolist(), abs=1e-12)
+    assert r["total_return"] == pytest.approx(np.prod(1 + np.array(expected)) - 1, abs=1e-12)
+    assert r["turnover"] == pytest.approx(4.0)
+    assert r["n_trades"] == 3 and r["hit_rate"] == pytest.approx(1 / 3)  # +1%, -2%, short into +2%
+    eq = np.cumprod(1 + np.array(expected))
+    assert r["max_drawdown"] == pytest.approx(1 - eq[-1] / eq[0])
+
+
+def test_a_gap_closes_the_position_and_two_symbols_share_capital_equally():
+    # A: contiguous at 0 and 1, then a gap to 3: closed at the end of 1, reopened at 3, closed at the end
+    r = _trade([0, 1, 3, 0, 1, 3], ["A", "A", "A", "B", "B", "B"], np.log([1.1, 1.0, 1.0, 1.0, 1.0, 1.0]),
+               [1, 1, 1, 0, 0, -1], cost=0.01)
+    a = [0.1 - 0.01, -0.01, -0.02]  # A per period: open, close at the gap, open + close
+    b = [0.0, 0.0, -0.02]  # B: flat, flat, short opened and closed
+    per_period = [(x + y) / 2 for x, y in zip(a, b, strict=True)]
+    assert r["equity"]["t_ms"] == [0, 1, 3]
+    assert r["equity"]["equity"] == pytest.approx(np.cumprod(1 + np.array(per_period)).tolist(), abs=1e-12)
+    assert r["turnover"] == pytest.approx((1 + 1 + 2 + 0 + 0 + 2) / 2)
+
+
+def test_no_costs_and_flat_positions_leave_equity_unchanged():
+    r = _trade([0, 1, 2], ["A"] * 3, np.log([1.05, 0.9, 1.2]), [0, 0, 0], cost=0.0)
+    assert r["total_return"] == 0.0 and r["turnover"] == 0.0 and r["hit_rate"] is None
+
+
+def test_decision_grid_is_non_overlapping():
+    t = np.arange(0, 30, 1) * 5
+    assert decision_grid(t, horizon_bars=4, bar_ms=5).tolist() == [0, 20, 40, 60, 80, 100, 120, 140]
+    assert decision_grid(np.array([0, 5, 10, 35, 40]), horizon_bars=3, bar_ms=5).tolist() == [0, 35]
+
+
+def test_baselines():
+    assert baseline_positions("buy_and_hold", n=3).tolist() == [1.0, 1.0, 1.0]
+    assert baseline_positions("momentum", n=4, ret_12=np.array([0.01, -0.02, 0.0, 3.0])).tolist() == [1, -1, 0, 1]
+    a = baseline_positions("random", n=2000, seed=7)
+    assert np.array_equal(a, baseline_positions("random", n=2000, seed=7))
+    assert not np.array_equal(a, baseline_positions("random", n=2000, seed=8))
+    assert set(np.unique(a)) == {-1.0, 1.0} and abs(a.mean()) < 0.1
+    with pytest.raises(ValueError):
+        baseline_positions("momentum", n=2)
+    assert BASELINES == ("buy_and_hold", "momentum", "random")
+    # buy-and-hold carried through a window pays entry and exit only
+    r = _trade([0, 1, 2], ["A"] * 3, np.log([1.01, 1.01, 1.01]), baseline_positions("buy_and_hold", n=3))
+    assert r["turnover"] == pytest.approx(2.0)
+
+
+def test_actions_follow_the_vote_threshold_and_calibration_deciles():
+    assert actions_to_positions(np.array([0.6, 0.59, 0.41, 0.4, 0.5]), 0.6).tolist() == [1, 0, 0, -1, 0]
+    rows = calibration_table(np.array([0.05, 0.05, 0.95, 1.0]), np.array([0, 1, 1, 1]))
+    assert len(rows) == 10 and rows[0]["n"] == 2 and rows[0]["observed_up"] == 0.5 and rows[9]["n"] == 2
+
+
+def test_weights_use_earlier_folds_only():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    good = np.where(y == 1, 0.8, 0.2)
+    bad = np.where(y == 1, 0.3, 0.7)
+    folds = [{"a": (good, y), "b": (bad, y)}, {"a": (good, y), "b": (bad, y)}, {"a": (good, y), "b": (bad, y)}]
+    w = ensemble_weights_by_fold(folds, ["a", "b"])
+    assert w[0] == {"a": PRIOR_WEIGHT, "b": PRIOR_WEIGHT}  # no track record before the first fold
+    assert w[1]["a"] > 0.5 and w[1]["b"] == 0.0
+    # a later fold's outcomes flip: b becomes perfect in fold 1. Folds 0 and 1 keep their weights.
+    flipped = [folds[0], {"a": (bad, y), "b": (y.astype(float), y)}, folds[2]]
+    w2 = ensemble_weights_by_fold(flipped, ["a", "b"])
+    assert w2[0] == w[0] and w2[1] == w[1]
+    assert w2[2] != w[2] and w2[2]["b"] > w[2]["b"]
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_evaluate_models_end_to_end_writes_the_report_and_lists_it(settings, tmp_path):
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from rest_framework.test import APIClient
+
+    from ai.models import EvaluationReport
+    from trading.simulator.service import seed_history
+
+    settings.REPORTS_DIR = str(tmp_path / "reports")
+    seed_history(days=3, seed=2)
+    out = StringIO()
+    call_command("evaluate_models", "--models", "xgboost", "lightgbm", "--folds", "3", "--sample-every", "2",
+                 "--seed", "3", stdout=out, stderr=StringIO())
+    text = out.getvalue()
+    assert "ensemble" in text and "buy_and_hold" in text and "report:" in text
+    folder = Path(text.strip().splitlines()[-1].split("report:", 1)[1].strip())
+    assert folder.parent == tmp_path / "reports"
+    doc = json.loads((folder / "report.json").read_text())
+    for png in ("equity.png", "calibration.png", "accuracy.png"):
+        assert (folder / png).stat().st_size > 5000
+    assert set(doc["models"]) == {"xgboost", "lightgbm"} and set(doc["baselines"]) == set(BASELINES)
+    assert len(doc["folds"]) == 3
+    assert doc["folds"][0]["raw_weights"] == {"xgboost": PRIOR_WEIGHT, "lightgbm": PRIOR_WEIGHT}
+    for f0, f1 in zip(doc["folds"], doc["folds"][1:], strict=False):
+        assert f0["test_end_ms"] < f1["test_start_ms"] and f0["train_end_ms"] < f0["test_start_ms"]
+    ens = doc["ensemble"]
+    assert 0 <= ens["classification"]["accuracy"] <= 1 and math.isfinite(ens["classification"]["log_loss"])
+    assert len(ens["classification"]["calibration"]) == 10 and len(ens["per_fold_accuracy"]) == 3
+    assert ens["trading"]["n_periods"] == len(ens["trading"]["equity"]["equity"]) > 0
+    # the verdict says plainly whether the ensemble beat the baselines
+    v = doc["verdict"]
+    assert ("does NOT beat" in v["headline"]) != v["ensemble_beats_all_baselines"]
+    assert v["headline"] in text
+
+    row = EvaluationReport.objects.get()
+    assert row.path == str(folder) and row.params["folds"] == 3 and row.summary["verdict"] == v
+
+    client = APIClient()
+    assert client.get("/api/reports/").status_code in (401, 403)
+    user = get_user_model().objects.create_user("eval", password="x-eval-pw-1")
+    client.force_authenticate(user)
+    body = client.get("/api/reports/").json()
+    items = body["results"] if isinstance(body, dict) else body
+    assert [r["path"] for r in items] == [str(folder)]
