@@ -146,3 +146,13 @@ def test_evaluate_models_end_to_end_writes_the_report_and_lists_it(settings, tmp
     body = client.get("/api/reports/").json()
     items = body["results"] if isinstance(body, dict) else body
     assert [r["path"] for r in items] == [str(folder)]
+
+    admin_user = get_user_model().objects.create_superuser("eval-admin", password="x-eval-pw-2")
+    from django.test import Client
+
+    web = Client()
+    web.force_login(admin_user)
+    page = web.get("/admin/ai/evaluationreport/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert f'href="{folder.as_uri()}"' in html and v["headline"].split(":")[0] in html
