@@ -69,6 +69,7 @@ class EvaluationConfig:
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     validation_fraction: float = 0.2
     bar_ms: int = 300_000
+    mode: str = "rolling"  # or "expanding" (every fold trains on everything before its purge)
 
 
 # --- cost accounting ---------------------------------------------------------------------------
@@ -243,7 +244,9 @@ def evaluate(ds, config: EvaluationConfig, progress: ProgressFn | None = None) -
     ret12 = ds.X_tab[:, names.index("ret_12")] if "ret_12" in names else None
     decisive = np.abs(ds.fwd_log_return) > config.band
     train_size = _rolling_layout(ds.t_ms, h, config.n_folds)
-    folds = list(walk_forward(ds.t_ms, ds.label_end_ms, horizon_bars=h, n_splits=config.n_folds, mode="rolling",
+    if config.mode not in ("rolling", "expanding"):
+        raise ValueError(f"mode must be rolling or expanding, got {config.mode!r}")
+    folds = list(walk_forward(ds.t_ms, ds.label_end_ms, horizon_bars=h, n_splits=config.n_folds, mode=config.mode,
                               train_size=train_size, min_train_size=10))
     models = list(config.models)
     outcomes_so_far: list[dict[str, tuple[np.ndarray, np.ndarray]]] = []
@@ -318,7 +321,8 @@ def evaluate(ds, config: EvaluationConfig, progress: ProgressFn | None = None) -
             "models": models, "n_folds": config.n_folds, "seed": config.seed, "model_params": config.model_params,
             "taker_fee_rate": config.costs.taker_fee_rate, "slippage_rate": config.costs.slippage_rate,
             "band": config.band, "min_confidence": config.min_confidence, "horizon_bars": h,
-            "bar_ms": config.bar_ms, "rolling_train_bars": train_size,
+            "bar_ms": config.bar_ms, "mode": config.mode,
+            "rolling_train_bars": train_size if config.mode == "rolling" else None,
             "trading_rule": (f"one decision per symbol every {h} bars (non-overlapping), held {h} bars; "
                              f"long on BUY, short on SELL, flat on HOLD; costs {cost:.4%} per side on every "
                              "change of position"),
@@ -357,6 +361,10 @@ def verdict(results: Mapping[str, Any], baselines: Mapping[str, Any]) -> dict[st
         better = cls["accuracy"] > cls["majority_accuracy"]
         lines.append(f"Ensemble accuracy {cls['accuracy']:.3f} is {'above' if better else 'NOT above'} the "
                      f"majority-class rate {cls['majority_accuracy']:.3f} on {cls['n']} out-of-sample labels.")
+    n_periods = ens["n_periods"]
+    if n_periods < 250:
+        lines.append(f"Caution: {n_periods} decision periods only; the annualized Sharpe ratios are very noisy "
+                     "at this length and say little.")
     all_beaten = bool(beats) and all(beats.values())
     headline = ("The ensemble beats every baseline net of costs on this data." if all_beaten else
                 "The ensemble does NOT beat all baselines net of costs on this data: "

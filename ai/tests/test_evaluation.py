@@ -123,7 +123,7 @@ def test_evaluate_models_end_to_end_writes_the_report_and_lists_it(settings, tmp
     for png in ("equity.png", "calibration.png", "accuracy.png"):
         assert (folder / png).stat().st_size > 5000
     assert set(doc["models"]) == {"xgboost", "lightgbm"} and set(doc["baselines"]) == set(BASELINES)
-    assert len(doc["folds"]) == 3
+    assert len(doc["folds"]) == 3 and doc["config"]["mode"] == "rolling" and doc["params"]["mode"] == "rolling"
     assert doc["folds"][0]["raw_weights"] == {"xgboost": PRIOR_WEIGHT, "lightgbm": PRIOR_WEIGHT}
     for f0, f1 in zip(doc["folds"], doc["folds"][1:], strict=False):
         assert f0["test_end_ms"] < f1["test_start_ms"] and f0["train_end_ms"] < f0["test_start_ms"]

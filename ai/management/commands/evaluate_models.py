@@ -20,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--sample-every", type=int, default=3, help="keep one bar in K as a sample (default 3)")
         parser.add_argument("--seed", type=int, default=42)
         parser.add_argument("--max-epochs", type=int, default=None, help="cap for the neural models' epochs")
+        parser.add_argument("--mode", choices=["rolling", "expanding"], default="rolling",
+                            help="rolling: every fold trains on a window as long as the first fold's (default)")
         parser.add_argument("--horizon", type=int, default=12, help="label and holding horizon in bars")
         parser.add_argument("--exchange", default=None, help="default: MARKET_EXCHANGE")
         parser.add_argument("--timeframe", default="5m")
@@ -27,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--slippage", type=float, default=None, help="per side, fraction (default 0.0005)")
         parser.add_argument("--out", default=None, help="reports root (default: REPORTS_DIR or var/reports)")
 
-    def handle(self, *args, models, folds, bars, sample_every, seed, max_epochs, horizon, exchange, timeframe,
+    def handle(self, *args, models, folds, bars, sample_every, seed, max_epochs, mode, horizon, exchange, timeframe,
                taker_fee, slippage, out, **options):
         from django.conf import settings
 
@@ -61,7 +63,7 @@ class Command(BaseCommand):
         neural = ("nhits", "patchtst")
         model_params = {t: {"max_epochs": max_epochs} for t in neural if t in types} if max_epochs else {}
         config = EvaluationConfig(models=tuple(types), n_folds=folds, seed=seed, model_params=model_params,
-                                  costs=costs, band=band, bar_ms=milliseconds(timeframe))
+                                  costs=costs, band=band, bar_ms=milliseconds(timeframe), mode=mode)
         bar = tqdm(total=folds * len(types), desc="evaluate", unit="fit")
 
         def progress(fold, model_type):
@@ -75,7 +77,8 @@ class Command(BaseCommand):
         finally:
             bar.close()
         params = {"models": types, "folds": folds, "bars": bars, "sample_every": sample_every, "seed": seed,
-                  "max_epochs": max_epochs, "horizon": horizon, "exchange": exchange or settings.MARKET_EXCHANGE,
+                  "max_epochs": max_epochs, "mode": mode, "horizon": horizon,
+                  "exchange": exchange or settings.MARKET_EXCHANGE,
                   "timeframe": timeframe, "taker_fee_rate": costs.taker_fee_rate, "slippage_rate": costs.slippage_rate}
         folder = write_report(result, root=out, params=params)
         rows = summary_rows(result)
