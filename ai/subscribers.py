@@ -11,3 +11,14 @@ def record_rl_experience(event: EventEnvelope) -> None:
     from ai.sizing.services import record_experience
 
     record_experience(event)
+
+
+@subscriber(EventType.SIGNAL_GENERATED, queue=Queue.INFERENCE, name="ai.sizing.size_signal")
+def size_trade_signal(event: EventEnvelope) -> None:
+    """Flow 1: a BUY or SELL signal is sized (PPO capped by fractional Kelly and the policy) and
+    becomes one `rl.decision` under the signal's trace id. HOLD needs no size."""
+    if event.payload.get("action") not in ("BUY", "SELL"):
+        return
+    from ai.sizing.services import size_signal
+
+    size_signal(event)

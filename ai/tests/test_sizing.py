@@ -262,3 +262,21 @@ def test_position_closed_reaches_the_learning_worker_and_is_stored_once(celery_w
     assert RlExperience.objects.filter(position_id="pos-int-1").count() == 1
     queues = set(EventDelivery.objects.filter(subscriber="ai.sizing.record_experience").values_list("queue", flat=True))
     assert queues == {"learning"}
+
+
+@pytest.mark.django_db
+def test_a_trade_signal_is_sized_by_the_subscriber_and_hold_is_not():
+    from ai.subscribers import size_trade_signal
+    from qtweb.events.bus import publish as bus_publish
+    from qtweb.events.models import Event as EventRow
+
+    base = {"symbol": "BTC/USDT:USDT", "timeframe": "5m", "confidence": 0.7, "score": 0.4,
+            "ensemble_agreement": 1.0, "models_voted": 4}
+    buy = bus_publish("signal.generated", {**base, "action": "BUY"}, trace_id="sizing-trace-0001")
+    hold = bus_publish("signal.generated", {**base, "action": "HOLD", "score": 0.1, "confidence": 0.55},
+                       trace_id="sizing-trace-0002")
+    size_trade_signal(buy)
+    size_trade_signal(hold)
+    decisions = EventRow.objects.filter(type="rl.decision")
+    assert [d.trace_id for d in decisions] == ["sizing-trace-0001"]
+    assert decisions[0].payload["symbol"] == "BTC/USDT:USDT" and decisions[0].payload["action"] == "BUY"
