@@ -156,3 +156,61 @@ def test_evaluate_models_end_to_end_writes_the_report_and_lists_it(settings, tmp
     assert page.status_code == 200
     html = page.content.decode()
     assert f'href="{folder.as_uri()}"' in html and v["headline"].split(":")[0] in html
+
+
+class _Fake:
+    """A stand-in forecaster: 'seer' reads the sign column, 'coin' answers about 0.5."""
+
+    input_kind = "tab"
+
+    def __init__(self, name):
+        self.name = name
+
+    def fit(self, X, y, Xv, yv, *, seed):
+        assert len(X) and len(Xv)
+
+    def predict_proba_up(self, X):
+        if self.name == "seer":
+            return np.where(X[:, 1] > 0, 0.8, 0.2)
+        return 0.5 + 0.01 * np.tanh(X[:, 0])
+
+
+def _synthetic(flip_window=None):
+    from ai.features.dataset import Dataset
+
+    rng = np.random.default_rng(1)
+    bar, n_t, h = 300_000, 400, 2
+    t = np.repeat(np.arange(n_t) * bar, 2)
+    sym = np.tile(np.array(["A", "B"]), n_t)
+    fwd = rng.normal(0, 0.005, 2 * n_t)
+    sign_seen = np.sign(fwd)  # what the seer "sees"
+    if flip_window is not None:  # the market does the opposite there; the features stay the same
+        lo, hi = flip_window
+        m = (t >= lo) & (t <= hi)
+        fwd[m] = -fwd[m]
+    x = np.stack([rng.normal(size=2 * n_t), sign_seen], axis=1).astype(np.float32)
+    return Dataset(x, np.zeros((2 * n_t, 1, 1), np.float32), (fwd > 0).astype(np.int64), t, sym, t + h * bar, fwd,
+                   ("ret_12", "sign"), ("ret_1",), "test", "x" * 64, h, 1, 0.002)
+
+
+def test_evaluate_weights_each_fold_by_earlier_folds_only(monkeypatch):
+    import ai.forecasters
+    from ai.evaluation.walkforward import EvaluationConfig, evaluate
+
+    monkeypatch.setattr(ai.forecasters, "create", lambda name, **kw: _Fake(name))
+    cfg = EvaluationConfig(models=("seer", "coin"), n_folds=3, seed=1)
+    base = evaluate(_synthetic(), cfg)
+    w = [f["raw_weights"] for f in base["folds"]]
+    assert w[0] == {"seer": PRIOR_WEIGHT, "coin": PRIOR_WEIGHT}
+    assert w[1]["seer"] > 0.5 and w[2]["seer"] > 0.5 and base["ensemble"]["classification"]["accuracy"] == 1.0
+    assert base["ensemble"]["trading"]["total_return"] > 0 and base["verdict"]["ensemble_beats_all_baselines"]
+
+    last = base["folds"][-1]
+    late = evaluate(_synthetic((last["test_start_ms"], last["test_end_ms"])), cfg)
+    assert [f["raw_weights"] for f in late["folds"]] == w  # the last fold's outcomes weigh nothing before it
+    assert late["folds"][-1]["accuracy"]["seer"] == 0.0 and late["ensemble"]["trading"]["total_return"] < \
+        base["ensemble"]["trading"]["total_return"]
+
+    first = base["folds"][0]
+    early = evaluate(_synthetic((first["test_start_ms"], first["test_end_ms"])), cfg)
+    assert early["folds"][0]["raw_weights"] == w[0] and early["folds"][1]["raw_weights"]["seer"] == 0.0
