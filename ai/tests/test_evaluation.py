@@ -166,10 +166,10 @@ class _Fake:
     def __init__(self, name):
         self.name = name
 
-    def fit(self, X, y, Xv, yv, *, seed):
+    def fit(self, X, y, Xv, yv, *, seed):  # noqa: N803 (the forecaster interface)
         assert len(X) and len(Xv)
 
-    def predict_proba_up(self, X):
+    def predict_proba_up(self, X):  # noqa: N803
         if self.name == "seer":
             return np.where(X[:, 1] > 0, 0.8, 0.2)
         return 0.5 + 0.01 * np.tanh(X[:, 0])
