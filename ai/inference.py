@@ -26,6 +26,25 @@ from qtweb.logging import get_logger
 
 log = get_logger(__name__)
 
+# System modes (risk's, published as system.mode_changed) as inference sees them: HALTED
+# publishes no signals; REDUCE_ONLY publishes signals but sizes none (nothing new opens);
+# SHADOW and NORMAL run fully (in SHADOW the execution layer records instead of trading).
+MODE_CACHE_KEY = "ai:system_mode"
+MODE_CACHE_SECONDS = 30 * 24 * 3600
+
+
+def current_mode() -> str:
+    from django.core.cache import cache
+
+    return cache.get(MODE_CACHE_KEY) or "NORMAL"
+
+
+def set_mode(mode: str) -> None:
+    from django.core.cache import cache
+
+    cache.set(MODE_CACHE_KEY, mode, timeout=MODE_CACHE_SECONDS)
+
+
 # A model answering slower than this for the whole batch is left out of the vote (issue 4:
 # prediction_timeout_seconds). Checked after the call: a Python call cannot be interrupted
 # safely, so a slow model costs one pass and is then marked DEGRADED.
@@ -53,9 +72,17 @@ class InferenceEngine:
     """The serving champions of one process; reloads when the registry's champions change."""
 
     def __init__(self) -> None:
+        import threading
+
         self.serving: list[registry.ServingModel] = []
         self.problems: dict[str, str] = {}
         self._loaded_ids: tuple[int, ...] | None = None
+        # At most MAX_PARALLEL_PREDICTIONS passes at once in this process (RPC threads, tasks).
+        self._slots = threading.BoundedSemaphore(max(1, int(settings.MAX_PARALLEL_PREDICTIONS)))
+
+    def invalidate(self) -> None:
+        """Reload champions on the next pass (policy.updated, a promotion elsewhere)."""
+        self._loaded_ids = None
 
     def refresh(self) -> None:
         from ai.features.compute import FEATURE_VERSION, feature_set_hash
@@ -78,6 +105,14 @@ class InferenceEngine:
     def predict(self, rows) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, str]]:
         """One batched call per model over all symbols: ({model: P(up) per row}, latency, dropped)."""
         probs, latency, dropped = {}, {}, {}
+        if not self._slots.acquire(timeout=PREDICTION_TIMEOUT_SECONDS):
+            return probs, latency, {s.version.model_type: "max_parallel_predictions reached" for s in self.serving}
+        try:
+            return self._predict(rows, probs, latency, dropped)
+        finally:
+            self._slots.release()
+
+    def _predict(self, rows, probs, latency, dropped):
         for s in self.serving:
             t = s.version.model_type
             X = rows.X_tab if s.forecaster.input_kind == "tab" else rows.X_seq
@@ -136,6 +171,9 @@ def run_inference(*, exchange: str | None = None, timeframe: str | None = None, 
 
     exchange = exchange or settings.MARKET_EXCHANGE
     timeframe = timeframe or settings.UNIVERSE_TIMEFRAME
+    if publish and current_mode() == "HALTED":
+        log.warning("system HALTED: inference publishes no signals")
+        return InferenceResult()
     bars = bars_from_db(exchange, timeframe, symbols, INFERENCE_BARS)
     result = infer(bars)
     if publish:

@@ -19,6 +19,26 @@ def size_trade_signal(event: EventEnvelope) -> None:
     becomes one `rl.decision` under the signal's trace id. HOLD needs no size."""
     if event.payload.get("action") not in ("BUY", "SELL"):
         return
+    from ai.inference import current_mode
     from ai.sizing.services import size_signal
 
+    if current_mode() in ("HALTED", "REDUCE_ONLY"):
+        return  # nothing new may open: no size to give
+
     size_signal(event)
+
+
+@subscriber(EventType.SYSTEM_MODE_CHANGED, queue=Queue.INFERENCE, name="ai.inference.mode_changed")
+def on_mode_changed(event: EventEnvelope) -> None:
+    """Remember the system mode for inference and sizing (see ai/inference.py)."""
+    from ai.inference import set_mode
+
+    set_mode(event.payload["mode"])
+
+
+@subscriber(EventType.POLICY_UPDATED, queue=Queue.INFERENCE, name="ai.inference.policy_updated")
+def on_policy_updated(event: EventEnvelope) -> None:
+    """A new policy version: this process re-reads its serving set on the next pass."""
+    from ai.inference import engine
+
+    engine().invalidate()

@@ -85,3 +85,46 @@ def test_rpc_get_signal_in_process(trained):
     assert reply["result"]["signal"]["models_voted"] == 4
     bad = execute.run("ai-service", "get_signal", {"symbol": "NOPE/USDT"})
     assert bad["error"] == "bad_params" and "NOPE/USDT" in bad["message"]
+
+
+def test_modes_halted_publishes_nothing_and_reduce_only_sizes_nothing(trained, redis_conn):
+    from ai.subscribers import on_mode_changed, size_trade_signal
+    from qtweb.events.bus import publish
+
+    def mode(m):
+        env = publish("system.mode_changed", {"previous_mode": "NORMAL", "mode": m, "reason": "test",
+                                              "changed_by": "operator"})
+        on_mode_changed(env)
+
+    try:
+        mode("HALTED")
+        assert inference.run_inference().signals == {}
+        assert not Event.objects.filter(type="signal.generated").exists()
+        mode("REDUCE_ONLY")
+        inference.run_inference()
+        buy = Event.objects.filter(type="signal.generated").first()
+        assert buy is not None
+        from qtweb.events.schemas import parse_envelope
+
+        size_trade_signal(parse_envelope({**buy.as_envelope(), "payload": {**buy.payload, "action": "BUY"}}))
+        assert not Event.objects.filter(type="rl.decision").exists()
+    finally:
+        inference.set_mode("NORMAL")
+
+
+def test_max_parallel_predictions_is_honoured(trained):
+    eng = inference.InferenceEngine()
+    eng.refresh()
+    while eng._slots.acquire(blocking=False):  # other passes hold every slot
+        pass
+    old = inference.PREDICTION_TIMEOUT_SECONDS
+    try:
+        from ai.features.compute import INFERENCE_BARS
+        from ai.features.dataset import bars_from_db, latest_rows
+
+        rows = latest_rows(bars_from_db("paper", "5m", ["BTC/USDT:USDT"], INFERENCE_BARS))
+        inference.PREDICTION_TIMEOUT_SECONDS = 0.05
+        probs, _, dropped = eng.predict(rows)
+        assert probs == {} and set(dropped.values()) == {"max_parallel_predictions reached"}
+    finally:
+        inference.PREDICTION_TIMEOUT_SECONDS = old

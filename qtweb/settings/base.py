@@ -146,9 +146,10 @@ RPC_DEFAULT_RETRIES = read("RPC_DEFAULT_RETRIES")
 METRICS_TOKEN = read("METRICS_TOKEN")
 
 # --- market data and the universe scanner ---
-MARKET_EXCHANGE = read("MARKET_EXCHANGE")
+MARKET_EXCHANGE = read("MARKET_EXCHANGE")  # gateway id the system trades on ("paper" or a ccxt id)
 # Where trained model artifacts are written (default var/models; ai/training.py).
-MODEL_ARTIFACTS_DIR = read("MODEL_ARTIFACTS_DIR")  # gateway id the system trades on ("paper" or a ccxt id)
+MODEL_ARTIFACTS_DIR = read("MODEL_ARTIFACTS_DIR")
+MAX_PARALLEL_PREDICTIONS = read("MAX_PARALLEL_PREDICTIONS")  # concurrent inference passes per process
 # Simulated market (MARKET_EXCHANGE=paper): speed 1 follows the wall clock; 60 makes a 5m bar
 # every 5 s for demos (trading/simulator/service.py).
 SIM_SPEED_FACTOR = read("SIM_SPEED_FACTOR")

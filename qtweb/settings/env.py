@@ -40,6 +40,7 @@ env = environ.Env(
     METRICS_TOKEN=(str, ""),
     MARKET_EXCHANGE=(str, "paper"),
     MODEL_ARTIFACTS_DIR=(str, ""),
+    MAX_PARALLEL_PREDICTIONS=(int, 4),
     SIM_SPEED_FACTOR=(float, 1.0),
     SIM_SEED=(int, 42),
     FEED_POLL_SECONDS=(float, 5.0),
