@@ -131,6 +131,21 @@ class InferenceEngine:
         return probs, latency, dropped
 
 
+def _report_model_health(eng: InferenceEngine, dropped: dict[str, str]) -> None:
+    """Each model is a module of the ai service in /health: DEGRADED when it is missing,
+    refused at load or dropped from the last vote."""
+    from qtweb.health.status import report_module
+
+    for s in eng.serving:
+        t = s.version.model_type
+        if t in dropped:
+            report_module("ai-service", f"model:{t}", "DEGRADED", f"dropped from the vote: {dropped[t]}")
+        else:
+            report_module("ai-service", f"model:{t}", "HEALTHY", f"v{s.version.version} serving")
+    for t, reason in eng.problems.items():
+        report_module("ai-service", f"model:{t}", "DEGRADED", reason)
+
+
 _engine: InferenceEngine | None = None
 
 
@@ -156,6 +171,7 @@ def infer(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None 
     probs, result.model_latency_ms, result.dropped_models = eng.predict(rows)
     for t, reason in result.dropped_models.items():
         log.error("model dropped from the vote", model_type=t, reason=reason)
+    _report_model_health(eng, result.dropped_models)
     weights = eng.weights()
     for i, sym in enumerate(rows.symbols):
         preds = {t: float(p[i]) for t, p in probs.items()}

@@ -128,3 +128,28 @@ def test_max_parallel_predictions_is_honoured(trained):
         assert probs == {} and set(dropped.values()) == {"max_parallel_predictions reached"}
     finally:
         inference.PREDICTION_TIMEOUT_SECONDS = old
+
+
+def test_a_missing_model_shows_its_service_degraded_in_health(trained, client):
+    from django.core.cache import cache
+
+    from qtweb.health.status import service_statuses
+
+    cache.delete("health:modules:ai-service")
+    xgb = ModelVersion.objects.get(model_type="xgboost", status=ModelStatus.CHAMPION)
+    from datetime import UTC, datetime
+
+    from ai import registry
+    from qtweb.health.models import WorkerHeartbeat
+
+    now = datetime.now(UTC)
+    WorkerHeartbeat.objects.create(worker="inference@t", service="ai-service", queue="inference", host="h", pid=1,
+                                   started_at=now, last_seen=now)
+    assert service_statuses()["ai-service"]["status"] == "HEALTHY"
+    registry.retire(xgb.pk, reason="test: one model gone")
+    inference.run_inference(publish=False)
+    ai = service_statuses()["ai-service"]
+    assert ai["modules"]["model:xgboost"]["status"] == "DEGRADED"
+    assert ai["modules"]["model:lightgbm"]["status"] == "HEALTHY"
+    assert ai["status"] == "DEGRADED" and "model:xgboost" in ai["reason"]
+    cache.delete("health:modules:ai-service")

@@ -108,11 +108,50 @@ def evaluate_services(heartbeats, now: datetime, stale_seconds: float) -> dict[s
     return out
 
 
+# Modules inside a service (a model, a feed) report their own state here; a module that is
+# not HEALTHY makes its service DEGRADED. Kept in the cache (Redis) so every process of the
+# service, and the web, sees the latest report; a report expires unless renewed.
+MODULE_REPORT_TTL_SECONDS = 3600
+
+
+def _modules_key(service: str) -> str:
+    return f"health:modules:{service}"
+
+
+def report_module(service: str, module: str, status: HealthState | str, reason: str = "") -> None:
+    from django.core.cache import cache
+
+    try:
+        current = cache.get(_modules_key(service)) or {}
+        current[module] = {"status": HealthState(status).value, "reason": reason[:300], "at": _now().isoformat()}
+        cache.set(_modules_key(service), current, timeout=MODULE_REPORT_TTL_SECONDS)
+    except Exception:  # health reporting must never break the work it reports on
+        pass
+
+
+def module_reports(service: str) -> dict[str, dict]:
+    from django.core.cache import cache
+
+    try:
+        return cache.get(_modules_key(service)) or {}
+    except Exception:
+        return {}
+
+
 def service_statuses(now: datetime | None = None) -> dict[str, dict]:
     from qtweb.health.models import WorkerHeartbeat
 
     now = now or _now()
-    return evaluate_services(list(WorkerHeartbeat.objects.all()), now, settings.HEARTBEAT_STALE_SECONDS)
+    out = evaluate_services(list(WorkerHeartbeat.objects.all()), now, settings.HEARTBEAT_STALE_SECONDS)
+    for name, svc in out.items():
+        modules = module_reports(name)
+        svc["modules"] = modules
+        bad = [f"{m}: {r['reason'] or r['status']}" for m, r in sorted(modules.items())
+               if r["status"] != HealthState.HEALTHY.value]
+        if bad and svc["status"] == HealthState.HEALTHY.value:
+            svc["status"] = HealthState.DEGRADED.value
+            svc["reason"] = "; ".join(bad)
+    return out
 
 
 def overall(dependencies: dict[str, dict], services: dict[str, dict] | None) -> tuple[str, list[str]]:
@@ -158,7 +197,8 @@ def worker_health(service: Service, local_queues: dict[str, dict]) -> tuple[dict
         "uptime_seconds": round(time.time() - PROCESS_STARTED_AT, 1),
         "timestamp": _now().isoformat(),
         "dependencies": deps,
-        "modules": {**local_queues, **({"queues": mine["queues"]} if mine else {})},
+        "modules": {**local_queues, **({"queues": mine["queues"]} if mine else {}),
+                    **(mine or {}).get("modules", {})},
         "reasons": reasons,
     }
     return body, 503 if status == HealthState.UNHEALTHY.value else 200
