@@ -25,6 +25,9 @@ def trained(settings, tmp_path):
     inference._engine = None  # a fresh process's engine
     yield
     inference._engine = None
+    from django.core.cache import cache
+
+    cache.delete("health:modules:ai-service")  # module reports outlive the test database
 
 
 def test_one_pass_publishes_predictions_and_signals_for_every_symbol(trained):
