@@ -90,3 +90,21 @@ def test_admin_actions_promote_and_retire(admin_client):
     admin_client.post(url, {"action": "retire_selected", "_selected_action": [a.pk]})
     a.refresh_from_db()
     assert a.status == ModelStatus.RETIRED
+
+
+def test_api_lists_and_staff_promote_and_retire_with_a_reason(admin_client, client, django_user_model):
+    a = reg()
+    assert client.get("/api/models/").status_code in (401, 403)
+    listed = admin_client.get("/api/models/?model_type=xgboost").json()
+    assert [m["version"] for m in listed["results"]] == [1]
+    assert admin_client.post(f"/api/models/{a.pk}/promote/", {"reason": ""}).status_code == 400
+    resp = admin_client.post(f"/api/models/{a.pk}/promote/", {"reason": "best out of sample"})
+    assert resp.status_code == 200 and resp.json()["status"] == "champion"
+    assert "via API" in resp.json()["status_reason"]
+    again = admin_client.post(f"/api/models/{a.pk}/promote/", {"reason": "twice"})
+    assert again.status_code == 400 and "only a challenger" in again.json()["detail"]
+    user = django_user_model.objects.create_user("viewer", password="pw-12345678")
+    client.force_login(user)
+    assert client.get("/api/models/").status_code == 200
+    assert client.post(f"/api/models/{a.pk}/retire/", {"reason": "not mine to do"}).status_code == 403
+    assert admin_client.post(f"/api/models/{a.pk}/retire/", {"reason": "superseded"}).json()["status"] == "retired"
