@@ -22,21 +22,11 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from bench.common import md_table, percentile, progress, setup_standalone  # noqa: E402
+from bench.common import md_table, percentile, progress, setup_standalone, time_calls  # noqa: E402
 
 DATABASE_URL = os.environ.get("BENCH_INF_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/qt_bench_inf")
 TYPES = ("xgboost", "lightgbm", "nhits", "patchtst")
 
-
-def _timed(fn, n: int, warmup: int = 10) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def _ms(v: list[float], p: float) -> str:
@@ -98,17 +88,17 @@ def main() -> None:
         parts = {}
         for s in eng.serving:
             x = batch.X_tab if s.forecaster.input_kind == "tab" else batch.X_seq
-            parts[s.version.model_type] = _timed(lambda f=s.forecaster, x=x: f.predict_proba_up(x), args.n)
+            parts[s.version.model_type] = time_calls(lambda f=s.forecaster, x=x: f.predict_proba_up(x), args.n)
 
         def ensemble(batch=batch, size=size):
             probs, _, _ = eng.predict(batch)
             for i in range(size):
                 vote({t: float(p[i]) for t, p in probs.items()}, weights)
 
-        ens = _timed(ensemble, args.n)
+        ens = time_calls(ensemble, args.n)
         sum_parts = sum(percentile(v, 50) for v in parts.values())
         results.append((label, parts, ens, sum_parts))
-    feats = _timed(lambda: latest_rows(bars), max(20, args.n // 10), warmup=2)
+    feats = time_calls(lambda: latest_rows(bars), max(20, args.n // 10), warmup=2)
 
     rss = subprocess.run(
         [sys.executable, "-c",
