@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 from django.conf import settings
@@ -95,11 +96,20 @@ class InferenceEngine:
             log.info("champions loaded", serving=[s.version.model_type for s in self.serving], missing=self.problems)
 
     def weights(self) -> dict[str, float]:
-        """Out-of-sample skill from each champion's validation Brier score (1 - Brier/0.25)."""
+        """Each champion's recent out-of-sample skill: from its realized outcomes once it has
+        enough (ai/outcomes.py), until then from its validation Brier score (1 - Brier/0.25)."""
+        from ai.ensemble import MIN_OUTCOMES
+        from ai.outcomes import load_tracker
+
+        tracker = load_tracker()
         out = {}
         for s in self.serving:
+            t = s.version.model_type
+            if len(tracker.outcomes.get(t, ())) >= MIN_OUTCOMES:
+                out[t] = tracker.weight(t)
+                continue
             brier = s.version.metrics.get("brier")
-            out[s.version.model_type] = max(0.0, 1.0 - brier / 0.25) if isinstance(brier, int | float) else PRIOR_WEIGHT
+            out[t] = max(0.0, 1.0 - brier / 0.25) if isinstance(brier, int | float) else PRIOR_WEIGHT
         return out
 
     def predict(self, rows) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, str]]:
@@ -204,7 +214,8 @@ def _publish(result: InferenceResult, timeframe: str) -> None:
         for model, p in sig.predictions.items():
             events.append((EventType.MODEL_PREDICTION, {
                 "symbol": sig.symbol, "timeframe": timeframe, "model": model, "model_version": versions.get(model, "?"),
-                "prob_up": p, "prob_down": 1.0 - p, "latency_ms": result.model_latency_ms.get(model, 0.0)}))
+                "prob_up": p, "prob_down": 1.0 - p, "latency_ms": result.model_latency_ms.get(model, 0.0),
+                "bar_open_time": datetime.fromtimestamp(sig.t_ms / 1000, UTC)}))
         if sig.vote is not None:
             v = sig.vote
             events.append((EventType.SIGNAL_GENERATED, {

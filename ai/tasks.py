@@ -15,3 +15,10 @@ def run_inference_task() -> int:
 
     return len(run_inference().signals)
 from ai.sizing import tasks as _sizing_tasks  # noqa: E402,F401  (discovers analytics.learning.retrain_rl_agent)
+
+
+@shared_task(name="ai.outcomes.score", ignore_result=True, soft_time_limit=60, time_limit=90)
+def score_predictions_task() -> int:
+    from ai.outcomes import score_predictions
+
+    return score_predictions()

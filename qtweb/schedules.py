@@ -50,6 +50,10 @@ SCHEDULES["qt:ai.inference.run"] = Schedule(
     task="ai.inference.run", every_seconds=300, queue=Queue.INFERENCE, expires_seconds=240,
     description="Inference: the champions vote on every active symbol once per 5m bar; signal.generated",
 )
+SCHEDULES["qt:ai.outcomes.score"] = Schedule(
+    task="ai.outcomes.score", every_seconds=300, queue=Queue.INFERENCE, expires_seconds=240,
+    description="Score published model predictions against realized moves: the ensemble's live weights",
+)
 SCHEDULES["qt:trading.feed.poll"] = Schedule(
     task="trading.feed.poll", every_seconds=_setting("FEED_POLL_SECONDS"), queue=Queue.EXECUTION,
     expires_seconds=_setting("FEED_POLL_SECONDS"),

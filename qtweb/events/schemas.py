@@ -156,6 +156,7 @@ class ModelPrediction(Payload):
     prob_up: Probability
     prob_down: Probability
     latency_ms: NonNegativeFloat
+    bar_open_time: UtcDatetime | None = None  # the bar the prediction is made at (its outcome is scored later)
 
     @model_validator(mode="after")
     def _probabilities_sum(self) -> ModelPrediction:
