@@ -255,3 +255,44 @@ def get_signal(symbol: str) -> dict:
                                          "ensemble_agreement": v.ensemble_agreement, "models_voted": v.models_voted,
                                          "probability_up": v.probability_up},
             "predictions": sig.predictions, "dropped_models": result.dropped_models, "bar_open_time_ms": sig.t_ms}
+
+
+def historical_probabilities(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None = None
+                             ) -> dict[str, np.ndarray]:
+    """The serving ensemble's P(up) at every bar of each series (0.5 where a bar has no clean
+    feature row yet, i.e. the warm-up). Used to train the RL sizer on what the models said."""
+    from ai.features.compute import DEFAULT_LOOKBACK, DEFAULT_PARAMS, compute_universe_features, min_history_bars
+    from ai.features.dataset import _seq_windows
+
+    eng = eng or engine()
+    eng.refresh()
+    if not eng.serving:
+        raise ValueError("no champion serves: nothing to compute probabilities with")
+    names, features = compute_universe_features(bars_by_symbol, DEFAULT_PARAMS)
+    cols = [names.index(c) for c in DEFAULT_PARAMS.seq_channels]
+    need = min_history_bars(DEFAULT_LOOKBACK, DEFAULT_PARAMS)
+    weights = eng.weights()
+    out = {}
+    for sym, bars in bars_by_symbol.items():
+        p_full = np.full(len(bars), 0.5)
+        feats = features[sym]
+        rows = np.arange(need - 1, len(bars))
+        if len(rows):
+            x_tab = feats[rows].astype(np.float32)
+            x_seq = _seq_windows(feats[:, cols], rows, DEFAULT_LOOKBACK)
+            ok = np.isfinite(x_tab).all(axis=1) & np.isfinite(x_seq).all(axis=(1, 2))
+            rows, x_tab, x_seq = rows[ok], x_tab[ok], x_seq[ok]
+        if len(rows):
+            total = np.zeros(len(rows))
+            wsum = 0.0
+            for s in eng.serving:
+                w = weights.get(s.version.model_type, 0.0)
+                if w <= 0:
+                    continue
+                x = x_tab if s.forecaster.input_kind == "tab" else x_seq
+                total += w * np.asarray(s.forecaster.predict_proba_up(x), dtype=float)
+                wsum += w
+            if wsum > 0:
+                p_full[rows] = total / wsum
+        out[sym] = p_full
+    return out

@@ -130,18 +130,29 @@ def record_experience(event: EventEnvelope) -> bool:
 def retrain(*, timesteps: int | None = None, seed: int = 0, bars: int = 2000, timeframe: str = "5m") -> dict:
     """Train a new PPO version on the paper market's stored candles and save it (the newest
     loadable version serves). Publishes learning.event retrain_completed (or _failed)."""
-    from ai.sizing.env import SizingEnv, paper_series
+    from ai.features.dataset import bars_from_db
+    from ai.inference import historical_probabilities
+    from ai.sizing.env import SizingEnv
 
     timesteps = int(timesteps or getattr(settings, "RL_SIZING_TIMESTEPS", 20_000))
     try:
-        env = SizingEnv(paper_series(timeframe, bars))
+        series = {s: b for s, b in bars_from_db("paper", timeframe, None, bars).items() if len(b)}
+        try:
+            # The state's probability is what the serving ensemble said at each bar.
+            probs = historical_probabilities(series)
+            env = SizingEnv(list(series.values()), probabilities=[probs[s] for s in series])
+            probability_source = "ensemble"
+        except ValueError:  # no champion yet: the env's momentum stand-in
+            env = SizingEnv(list(series.values()))
+            probability_source = "momentum (no champion)"
         trained = agent_mod.train(env, timesteps=timesteps, seed=seed)
         payoff, _ = payoff_stats()
         directory = agent_mod.next_version_dir()
         from ai.models import RlExperience
 
         meta = agent_mod.save(trained, directory, extra={
-            "payoff_ratio": payoff, "experiences": RlExperience.objects.count(), "timeframe": timeframe})
+            "payoff_ratio": payoff, "experiences": RlExperience.objects.count(), "timeframe": timeframe,
+            "probability_source": probability_source})
     except Exception as exc:
         log.exception("rl sizing retrain failed")
         publish(EventType.LEARNING_EVENT, {"kind": "retrain_failed", "model_type": agent_mod.MODEL_TYPE,
@@ -149,5 +160,7 @@ def retrain(*, timesteps: int | None = None, seed: int = 0, bars: int = 2000, ti
         raise
     publish(EventType.LEARNING_EVENT, {"kind": "retrain_completed", "model_type": agent_mod.MODEL_TYPE,
                                       "model_version": directory.name,
-                                      "metrics": {"timesteps": float(timesteps), "payoff_ratio": payoff}})
-    return {"path": str(directory), "artifact_sha256": meta["artifact_sha256"], "timesteps": timesteps}
+                                      "metrics": {"timesteps": float(timesteps), "payoff_ratio": payoff},
+                                      "reason": f"state probability from {probability_source}"})
+    return {"path": str(directory), "artifact_sha256": meta["artifact_sha256"], "timesteps": timesteps,
+            "probability_source": probability_source}

@@ -280,3 +280,36 @@ def test_a_trade_signal_is_sized_by_the_subscriber_and_hold_is_not():
     decisions = EventRow.objects.filter(type="rl.decision")
     assert [d.trace_id for d in decisions] == ["sizing-trace-0001"]
     assert decisions[0].payload["symbol"] == "BTC/USDT:USDT" and decisions[0].payload["action"] == "BUY"
+
+
+@pytest.mark.django_db
+def test_retrain_feeds_the_env_the_ensembles_historical_probabilities(no_agents):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from ai import inference
+    from ai.sizing.services import retrain
+    from qtweb.events.models import Event
+    from trading.simulator.service import seed_history
+
+    seed_history(days=2, seed=4)
+    call_command("train_models", "--max-epochs", "1", "--bars", "400", "--sample-every", "8", stdout=StringIO())
+    inference._engine = None
+    try:
+        from ai.features.dataset import bars_from_db
+
+        bars = bars_from_db("paper", "5m", ["BTC/USDT:USDT", "ETH/USDT:USDT"], 300)
+        probs = inference.historical_probabilities(bars)
+        p = probs["BTC/USDT:USDT"]
+        assert len(p) == 300 and (p[:100] == 0.5).all()  # the warm-up has no clean feature row
+        assert ((p >= 0) & (p <= 1)).all() and p[200:].std() > 0
+        out = retrain(timesteps=256, bars=300)
+        assert out["probability_source"] == "ensemble"
+        done = Event.objects.filter(type="learning.event", payload__kind="retrain_completed").latest("timestamp")
+        assert "ensemble" in done.payload["reason"]
+    finally:
+        inference._engine = None
+        from django.core.cache import cache
+
+        cache.delete("health:modules:ai-service")
