@@ -272,6 +272,8 @@ def historical_probabilities(bars_by_symbol: dict[str, np.ndarray], *, eng: Infe
     cols = [names.index(c) for c in DEFAULT_PARAMS.seq_channels]
     need = min_history_bars(DEFAULT_LOOKBACK, DEFAULT_PARAMS)
     weights = eng.weights()
+    if not any(w > 0 for w in weights.values()):  # no model shows skill: an equal say, as vote() does
+        weights = dict.fromkeys(weights, 1.0)
     out = {}
     for sym, bars in bars_by_symbol.items():
         p_full = np.full(len(bars), 0.5)

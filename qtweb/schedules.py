@@ -46,9 +46,16 @@ SCHEDULES["qt:ai.universe.scan"] = Schedule(
     expires_seconds=120,
     description="Universe scanner: rank active symbols, store a snapshot, publish universe.opportunity (top N)",
 )
+def _timeframe_seconds() -> float:
+    from trading.marketdata.timeframes import seconds
+
+    return float(seconds(_setting("UNIVERSE_TIMEFRAME")))
+
+
 SCHEDULES["qt:ai.inference.run"] = Schedule(
-    task="ai.inference.run", every_seconds=300, queue=Queue.INFERENCE, expires_seconds=240,
-    description="Inference: the champions vote on every active symbol once per 5m bar; signal.generated",
+    task="ai.inference.run", every_seconds=_timeframe_seconds(), queue=Queue.INFERENCE,
+    expires_seconds=_timeframe_seconds() * 0.8,
+    description="Inference: the champions vote on every active symbol once per bar of UNIVERSE_TIMEFRAME",
 )
 SCHEDULES["qt:ai.outcomes.score"] = Schedule(
     task="ai.outcomes.score", every_seconds=300, queue=Queue.INFERENCE, expires_seconds=240,

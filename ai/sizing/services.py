@@ -6,9 +6,10 @@ gathers the sizer's state and publishes exactly one `rl.decision` under the sign
 - volatility: per-bar std of log returns of the last stored bars of the symbol (paper market);
 - recent PnL and the payoff ratio (avg win / avg loss): from the stored RlExperience rows
   (payoff ratio 1.0 until MIN_TRADES_FOR_PAYOFF wins and losses exist);
-- equity, allowed size, drawdown, exposure, policy max position: passed by the caller; the
-  defaults come from settings (RL_SIZING_EQUITY_USD 10,000, RL_SIZING_ALLOWED_FRACTION 0.1 of
-  equity, RISK_MAX_POSITION_USD if set) because no portfolio/risk-policy service exists yet.
+- equity: the paper account `default`'s USDT total on the paper exchange, else
+  RL_SIZING_EQUITY_USD; allowed size: RL_SIZING_ALLOWED_FRACTION (0.1) of equity; policy max
+  position: RISK_MAX_POSITION_USD (10,000, the design's default) until issue 5's policy store
+  supplies it; drawdown and exposure: passed by the caller (0 until a portfolio service exists).
 The state the sizer saw is kept in the cache per symbol, so the `position.closed` consumer
 (ai/subscribers.py) can store it with the experience ("features at entry").
 
@@ -70,6 +71,18 @@ def symbol_volatility(symbol: str, timeframe: str = "5m", window: int = 20, exch
     return float(np.std(np.diff(np.log(closes))))
 
 
+def account_equity_usd() -> Decimal:
+    """Equity to size against: the paper account's total quote balance on the paper exchange,
+    else RL_SIZING_EQUITY_USD (a real exchange's balance is read by the execution layer)."""
+    if settings.MARKET_EXCHANGE == "paper":
+        from trading.models import PaperBalance
+
+        row = PaperBalance.objects.filter(account__name="default", currency="USDT").first()
+        if row is not None:
+            return (row.free + row.used).quantize(Decimal("0.01"))
+    return Decimal(str(getattr(settings, "RL_SIZING_EQUITY_USD", 10000)))
+
+
 def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None = None, equity_usd=None,
                 allowed_size_usd=None, drawdown: float = 0.0, exposure: float = 0.0,
                 max_position_usd=None, agent: agent_mod.TrainedAgent | None = None,
@@ -83,7 +96,7 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
     symbol = payload["symbol"]
     action = str(payload["action"])
     p_up = (float(payload["score"]) + 1.0) / 2.0
-    equity = Decimal(str(equity_usd if equity_usd is not None else getattr(settings, "RL_SIZING_EQUITY_USD", 10000)))
+    equity = Decimal(str(equity_usd if equity_usd is not None else account_equity_usd()))
     if allowed_size_usd is None:
         allowed_size_usd = equity * Decimal(str(getattr(settings, "RL_SIZING_ALLOWED_FRACTION", "0.1")))
     if max_position_usd is None:

@@ -313,3 +313,20 @@ def test_retrain_feeds_the_env_the_ensembles_historical_probabilities(no_agents)
         from django.core.cache import cache
 
         cache.delete("health:modules:ai-service")
+
+
+@pytest.mark.django_db
+def test_default_sizing_uses_the_paper_account_equity_and_the_policy_cap(no_agents, settings):
+    from ai.sizing.services import account_equity_usd, size_signal
+    from qtweb.events.models import Event
+    from trading.exchanges.paper import create_account
+
+    settings.MARKET_EXCHANGE = "paper"
+    settings.RISK_MAX_POSITION_USD = 250.0
+    assert account_equity_usd() == Decimal(str(settings.RL_SIZING_EQUITY_USD))  # no paper account yet
+    create_account("default", {"USDT": "50000"})
+    assert account_equity_usd() == Decimal("50000.00")
+    size_signal({"symbol": "BTC/USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.9, "score": 0.8,
+                 "ensemble_agreement": 1.0, "models_voted": 4}, trace_id="trace-sizing-cap1")
+    p = Event.objects.get(type="rl.decision").payload
+    assert Decimal(p["final_size_usd"]) <= Decimal("250") and Decimal(p["final_size_usd"]) > 0

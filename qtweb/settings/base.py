@@ -150,6 +150,12 @@ MARKET_EXCHANGE = read("MARKET_EXCHANGE")  # gateway id the system trades on ("p
 # Where trained model artifacts are written (default var/models; ai/training.py).
 MODEL_ARTIFACTS_DIR = read("MODEL_ARTIFACTS_DIR")
 MAX_PARALLEL_PREDICTIONS = read("MAX_PARALLEL_PREDICTIONS")  # concurrent inference passes per process
+# Position sizing caps until the risk policy store (issue 5) supplies them: the design's default
+# max position size, the equity used when no paper account exists, the share of equity one
+# position may take before Kelly and the agent scale it down.
+RISK_MAX_POSITION_USD = read("RISK_MAX_POSITION_USD")
+RL_SIZING_EQUITY_USD = read("RL_SIZING_EQUITY_USD")
+RL_SIZING_ALLOWED_FRACTION = read("RL_SIZING_ALLOWED_FRACTION")
 # Simulated market (MARKET_EXCHANGE=paper): speed 1 follows the wall clock; 60 makes a 5m bar
 # every 5 s for demos (trading/simulator/service.py).
 SIM_SPEED_FACTOR = read("SIM_SPEED_FACTOR")
