@@ -147,3 +147,25 @@ def test_the_feed_task_runs_on_the_execution_worker_and_publishes_bars(celery_wo
     sample = Event.objects.filter(type="market.bar", trace_id=trace_id).first()
     assert sample.source == "exec-risk-service"
     assert wait_until_handled(sample.event_id, timeout=10)  # the analytics observer consumed it
+
+
+def test_get_signal_answers_over_rpc_from_the_inference_worker_within_two_seconds(celery_workers, settings,
+                                                                                    tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from trading.simulator.service import seed_history
+
+    settings.MODEL_ARTIFACTS_DIR = str(tmp_path / "models")  # artifacts by absolute path: the worker reads them
+    seed_history(days=2, seed=4)
+    call_command("train_models", "--max-epochs", "1", "--bars", "400", "--sample-every", "8", stdout=StringIO())
+    warm = rpc.call("ai", "get_signal", {"symbol": "BTC/USDT:USDT"}, timeout=60, retries=0)  # loads the models
+    assert warm["signal"]["models_voted"] == 4, warm
+    t0 = time.monotonic()
+    reply = rpc.call("ai", "get_signal", {"symbol": "ETH/USDT:USDT"}, timeout=2.0, retries=0)
+    took = time.monotonic() - t0
+    assert reply["signal"]["models_voted"] == 4 and reply["signal"]["action"] in {"BUY", "SELL", "HOLD"}
+    assert took < 2.0, f"get_signal took {took:.2f}s"
+    with pytest.raises(rpc.RpcBadParams, match="NOPE/USDT"):
+        rpc.call("ai", "get_signal", {"symbol": "NOPE/USDT"}, timeout=5, retries=0)
