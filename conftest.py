@@ -25,8 +25,13 @@ def _database_url() -> str:
     return f"postgres://{s['USER'] or 'postgres'}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+# Where the running WorkerSet is kept, so a test that needs a world without live heartbeats
+# (the dashboard's browser test) can pause the workers and bring them back.
+WORKERS_STASH = pytest.StashKey()
+
+
 @pytest.fixture(scope="session")
-def celery_workers(django_db_setup, django_db_blocker, tmp_path_factory):
+def celery_workers(request, django_db_setup, django_db_blocker, tmp_path_factory):
     """The four workers, up for the whole session. Tests using them need `transactional_db`
     (the workers read only what the test committed)."""
     from django.conf import settings
@@ -43,6 +48,42 @@ def celery_workers(django_db_setup, django_db_blocker, tmp_path_factory):
     try:
         with django_db_blocker.unblock():
             ws.wait_ready()
+        request.session.stash[WORKERS_STASH] = ws
         yield ws
     finally:
+        if WORKERS_STASH in request.session.stash:
+            del request.session.stash[WORKERS_STASH]
         ws.stop_all()
+
+
+@pytest.fixture
+def paused_workers(request, django_db_blocker):
+    """Stop the session's real workers (if running) for one test and restart them after."""
+    ws = request.session.stash.get(WORKERS_STASH, None)
+    if ws is None:
+        yield
+        return
+    import threading
+
+    queues = [node.split("@", 1)[0] for node in list(ws.procs)]
+    ws.stop_all()
+
+    def forget_heartbeats():  # in a thread: a browser test's event loop may own this one
+        from django.db import connection
+
+        from qtweb.health.models import WorkerHeartbeat
+
+        with django_db_blocker.unblock():
+            WorkerHeartbeat.objects.all().delete()  # a world where no worker has reported
+        connection.close()
+
+    try:
+        t = threading.Thread(target=forget_heartbeats)
+        t.start()
+        t.join()
+        yield
+    finally:
+        for q in queues:
+            ws.start(q)
+        with django_db_blocker.unblock():
+            ws.wait_ready()

@@ -163,7 +163,7 @@ def test_anonymous_visit_redirects_to_login(daphne_url, browser):
     assert page.locator("#id_username").is_visible()
 
 
-def test_health_grid_updates_live_from_heartbeat_and_health_status_events(daphne_url, browser):
+def test_health_grid_updates_live_from_heartbeat_and_health_status_events(daphne_url, paused_workers, browser):
     from playwright.sync_api import expect
 
     from qtweb.events.bus import publish
@@ -238,7 +238,7 @@ def test_health_grid_updates_live_from_heartbeat_and_health_status_events(daphne
     page.screenshot(path="/tmp/dashboard.png", full_page=True)
 
 
-def test_heartbeat_age_of_a_two_queue_service_stays_that_of_its_stalest_queue(daphne_url, browser):
+def test_heartbeat_age_of_a_two_queue_service_stays_that_of_its_stalest_queue(daphne_url, paused_workers, browser):
     """analytics-os-service consumes learning and ops; its age (as /health, the page's first
     render and the snapshot define it) is that of the stalest queue. A beat from the ops worker
     must not make the card claim a fresh heartbeat while learning stays silent."""

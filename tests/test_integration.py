@@ -169,3 +169,20 @@ def test_get_signal_answers_over_rpc_from_the_inference_worker_within_two_second
     assert took < 2.0, f"get_signal took {took:.2f}s"
     with pytest.raises(rpc.RpcBadParams, match="NOPE/USDT"):
         rpc.call("ai", "get_signal", {"symbol": "NOPE/USDT"}, timeout=5, retries=0)
+
+
+def test_position_closed_reaches_the_learning_worker_and_is_stored_once(celery_workers):
+    """RL sizing experience: position.closed is consumed on the learning queue, once per position."""
+    from ai.models import RlExperience
+    from qtweb.events.bus import publish
+
+    payload = {"position_id": "pos-int-1", "symbol": "BTC/USDT", "side": "long", "amount": "0.01",
+               "entry_price": "50000", "exit_price": "51250", "realized_pnl_usd": "12.5", "fees_usd": "0.5",
+               "reason": "take_profit"}
+    first = publish("position.closed", payload, trace_id="trace-closed-int1")
+    second = publish("position.closed", payload, trace_id="trace-closed-int2")  # a duplicate report
+    assert wait_until_handled(first.event_id, timeout=20) and wait_until_handled(second.event_id, timeout=20)
+    assert wait_for(lambda: RlExperience.objects.filter(position_id="pos-int-1").exists(), timeout=5)
+    assert RlExperience.objects.filter(position_id="pos-int-1").count() == 1
+    queues = set(EventDelivery.objects.filter(subscriber="ai.sizing.record_experience").values_list("queue", flat=True))
+    assert queues == {"learning"}

@@ -246,24 +246,6 @@ def test_retrain_on_the_paper_market_then_size_signal_uses_the_agent(no_agents):
                                                Decimal(str(p["kelly_fraction"])) * 10000)
 
 
-@pytest.mark.integration
-@pytest.mark.django_db(transaction=True)
-def test_position_closed_reaches_the_learning_worker_and_is_stored_once(celery_workers):
-    from ai.models import RlExperience
-    from qtweb.events.bus import publish, wait_until_handled
-    from qtweb.events.models import EventDelivery
-    from tests.support.waiting import wait_for
-
-    payload = _closed(position_id="pos-int-1").payload
-    first = publish("position.closed", payload, trace_id="trace-closed-int1")
-    second = publish("position.closed", payload, trace_id="trace-closed-int2")  # a duplicate report
-    assert wait_until_handled(first.event_id, timeout=20) and wait_until_handled(second.event_id, timeout=20)
-    assert wait_for(lambda: RlExperience.objects.filter(position_id="pos-int-1").exists(), timeout=5)
-    assert RlExperience.objects.filter(position_id="pos-int-1").count() == 1
-    queues = set(EventDelivery.objects.filter(subscriber="ai.sizing.record_experience").values_list("queue", flat=True))
-    assert queues == {"learning"}
-
-
 @pytest.mark.django_db
 def test_a_trade_signal_is_sized_by_the_subscriber_and_hold_is_not():
     from ai.subscribers import size_trade_signal
