@@ -263,3 +263,246 @@ class SimulatorState(models.Model):
 
     def __str__(self) -> str:
         return f"simulator {self.name} (seed {self.seed}) at {self.last_open_time}"
+
+
+# --- execution: intents, orders, fills, positions, reconciliation ------------------------------
+
+
+class IntentSource(models.TextChoices):
+    SIGNAL = "signal", "signal.generated + rl.decision"
+    MANUAL = "manual", "execution.request (operator)"
+    PORTFOLIO_BALANCE = "portfolio_balance", "portfolio.balance"
+    PROFIT_AMPLIFICATION = "profit_amplification", "profit.amplification"
+    POSITION_EXIT = "position_exit", "position monitor exit (TP/SL/trailing)"
+    EMERGENCY = "emergency", "emergency stop flatten"
+
+
+class IntentStatus(models.TextChoices):
+    PENDING = "pending", "pending (not yet validated)"
+    REJECTED = "rejected", "rejected by the risk validator"
+    SHADOW = "shadow", "approved in SHADOW mode: recorded, no order"
+    WORKING = "working", "working (orders being placed)"
+    DONE = "done", "done"
+    STOPPED = "stopped", "stopped (slippage cap, mode change or cancel)"
+    FAILED = "failed", "failed"
+
+
+class ExecutionIntent(models.Model):
+    """What the system decided to trade and how; one row per intent, keyed deterministically by
+    its source (the signal's event id, the operator's client id), so a duplicate delivery finds
+    the row it already made instead of trading twice."""
+
+    intent_key = models.CharField(max_length=128, unique=True)
+    source = models.CharField(max_length=24, choices=IntentSource.choices)
+    exchange = models.CharField(max_length=32)
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="execution_intents")
+    side = models.CharField(max_length=4, choices=[("buy", "buy"), ("sell", "sell")])
+    amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                 help_text="base quantity to trade")
+    size_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
+    leverage = models.PositiveSmallIntegerField(default=1)
+    reduce_only = models.BooleanField(default=False)
+    order_type = models.CharField(max_length=8, default="market")
+    limit_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
+    requested_strategy = models.CharField(max_length=8, default="smart")
+    strategy = models.CharField(max_length=8, blank=True, default="", help_text="the strategy that ran")
+    status = models.CharField(max_length=8, choices=IntentStatus.choices, default=IntentStatus.PENDING)
+    reason = models.CharField(max_length=2000, blank=True, default="")
+    arrival_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                        blank=True, help_text="reference price when the intent was approved")
+    plan = models.JSONField(default=list, blank=True, help_text="[{index, amount, not_before}] slices")
+    next_slice = models.PositiveIntegerField(default=0)
+    next_action_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    filled_amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                        default=Decimal("0"))
+    average_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                        blank=True)
+    fees_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    slippage_pct = models.DecimalField(max_digits=16, decimal_places=6, null=True, blank=True)
+    confidence = models.DecimalField(max_digits=8, decimal_places=6, null=True, blank=True)
+    entry_model = models.CharField(max_length=128, blank=True, default="")
+    stop_loss_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                          blank=True)
+    take_profit_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                            blank=True)
+    exit_reason = models.CharField(max_length=16, blank=True, default="", help_text="for an exit intent")
+    position = models.ForeignKey("Position", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="intents")
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
+    risk_decision_id = models.BigIntegerField(null=True, blank=True)
+    trace_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.intent_key}: {self.side} {self.amount} {self.symbol_id} [{self.status}]"
+
+
+class OrderStatus(models.TextChoices):
+    PENDING_SUBMIT = "pending", "recorded, not yet acknowledged by the exchange"
+    OPEN = "open", "open"
+    PARTIALLY_FILLED = "partial", "partially filled, still open"
+    FILLED = "filled", "filled"
+    CANCELLED = "cancelled", "cancelled"
+    REJECTED = "rejected", "rejected"
+    UNKNOWN = "unknown", "outcome unknown: reconciliation decides"
+
+
+OPEN_ORDER_STATUSES = (OrderStatus.PENDING_SUBMIT, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
+                       OrderStatus.UNKNOWN)
+
+
+class OrderOrigin(models.TextChoices):
+    SYSTEM = "system", "placed by this system"
+    EXTERNAL = "external", "found on the exchange, not placed by this system"
+
+
+class Order(models.Model):
+    """One order on the exchange, recorded BEFORE it is sent (status pending) so a crash between
+    sending and storing the answer leaves a row reconciliation can complete by clientOrderId."""
+
+    intent = models.ForeignKey(ExecutionIntent, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="orders")
+    slice_index = models.PositiveIntegerField(default=0)
+    exchange = models.CharField(max_length=32)
+    client_order_id = models.CharField(max_length=64)
+    exchange_order_id = models.CharField(max_length=64, blank=True, default="")
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="orders")
+    side = models.CharField(max_length=4, choices=[("buy", "buy"), ("sell", "sell")])
+    type = models.CharField(max_length=8, default="market")
+    amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
+    price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
+    filled = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    average_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                        blank=True)
+    fee_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    status = models.CharField(max_length=9, choices=OrderStatus.choices, default=OrderStatus.PENDING_SUBMIT)
+    status_reason = models.CharField(max_length=2000, blank=True, default="")
+    reduce_only = models.BooleanField(default=False)
+    leverage = models.PositiveSmallIntegerField(default=1)
+    strategy = models.CharField(max_length=8, blank=True, default="")
+    origin = models.CharField(max_length=8, choices=OrderOrigin.choices, default=OrderOrigin.SYSTEM)
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
+    submit_attempts = models.PositiveSmallIntegerField(default=0)
+    trace_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "client_order_id"], name="order_client_id_unique"),
+        ]
+        indexes = [models.Index(fields=["exchange", "status"], name="order_exchange_status")]
+
+    def __str__(self) -> str:
+        return f"{self.client_order_id} {self.side} {self.amount} {self.symbol_id} [{self.status}]"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_ORDER_STATUSES
+
+
+class Fill(models.Model):
+    """One execution (ccxt trade) of an order, stored once per exchange trade id."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="fills")
+    exchange = models.CharField(max_length=32)
+    trade_id = models.CharField(max_length=64)
+    price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS)
+    amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
+    fee_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    taker_or_maker = models.CharField(max_length=5, blank=True, default="")
+    timestamp = models.DateTimeField()
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["timestamp", "pk"]
+        constraints = [models.UniqueConstraint(fields=["exchange", "trade_id"], name="fill_trade_once")]
+
+    def __str__(self) -> str:
+        return f"{self.trade_id}: {self.amount} @ {self.price}"
+
+
+class PositionStatus(models.TextChoices):
+    OPEN = "open", "open"
+    CLOSED = "closed", "closed"
+
+
+class Position(models.Model):
+    """A position as this system tracks it (the exchange's view is reconciled against it)."""
+
+    exchange = models.CharField(max_length=32)
+    symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="positions")
+    side = models.CharField(max_length=5, choices=[("long", "long"), ("short", "short")])
+    status = models.CharField(max_length=6, choices=PositionStatus.choices, default=PositionStatus.OPEN)
+    amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                 help_text="open base quantity")
+    max_amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                     default=Decimal("0"), help_text="largest size held (for PnL %)")
+    entry_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS)
+    leverage = models.PositiveSmallIntegerField(default=1)
+    stop_loss_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                          blank=True)
+    take_profit_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                            blank=True)
+    trailing = models.JSONField(default=dict, blank=True,
+                                help_text="best_price, break_even_done, trailing_active")
+    liquidation_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                            blank=True)
+    mark_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
+                                     blank=True)
+    realized_pnl_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                           default=Decimal("0"), help_text="net of fees")
+    unrealized_pnl_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
+                                             default=Decimal("0"))
+    fees_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
+    entry_model = models.CharField(max_length=128, blank=True, default="")
+    entry_confidence = models.DecimalField(max_digits=8, decimal_places=6, null=True, blank=True)
+    exit_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
+    exit_reason = models.CharField(max_length=16, blank=True, default="")
+    exit_pending = models.BooleanField(default=False, help_text="an exit intent is working")
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    trace_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange", "symbol"], condition=models.Q(status="open"),
+                                    name="position_one_open_per_symbol"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol_id} {self.side} {self.amount} @ {self.entry_price} [{self.status}]"
+
+    @property
+    def notional_usd(self) -> Decimal:
+        return self.amount * (self.mark_price or self.entry_price)
+
+
+class ReconciliationRun(models.Model):
+    """One comparison of the database with the exchange: what differed and what was done."""
+
+    exchange = models.CharField(max_length=32)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    reason = models.CharField(max_length=32, default="periodic")
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(default=False)
+    mismatches = models.JSONField(default=list, blank=True)
+    actions = models.JSONField(default=list, blank=True)
+    error = models.CharField(max_length=2000, blank=True, default="")
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"reconciliation {self.started_at:%Y-%m-%d %H:%M:%S} {'ok' if self.ok else 'FAILED'}"
