@@ -72,7 +72,7 @@ class RlExperience(models.Model):
     side = models.CharField(max_length=8)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(db_index=True)
-    pnl = models.DecimalField(max_digits=28, decimal_places=10, help_text="realized_pnl_usd of position.closed")
+    pnl = models.DecimalField(max_digits=28, decimal_places=10, help_text="pnl_usd of position.closed")
     fees = models.DecimalField(max_digits=28, decimal_places=10, default=0)
     notional_usd = models.DecimalField(max_digits=28, decimal_places=10, default=0)
     features = models.JSONField(default=dict, help_text="what the sizer saw at entry (see ai.sizing.services)")

@@ -177,8 +177,8 @@ def test_position_closed_reaches_the_learning_worker_and_is_stored_once(celery_w
     from qtweb.events.bus import publish
 
     payload = {"position_id": "pos-int-1", "symbol": "BTC/USDT", "side": "long", "amount": "0.01",
-               "entry_price": "50000", "exit_price": "51250", "realized_pnl_usd": "12.5", "fees_usd": "0.5",
-               "reason": "take_profit"}
+               "entry_price": "50000", "exit_price": "51250", "pnl_usd": "12.5", "fees_usd": "0.5",
+               "exit_reason": "take_profit"}
     first = publish("position.closed", payload, trace_id="trace-closed-int1")
     second = publish("position.closed", payload, trace_id="trace-closed-int2")  # a duplicate report
     assert wait_until_handled(first.event_id, timeout=20) and wait_until_handled(second.event_id, timeout=20)

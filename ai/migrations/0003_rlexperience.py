@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
                 ('side', models.CharField(max_length=8)),
                 ('opened_at', models.DateTimeField(blank=True, null=True)),
                 ('closed_at', models.DateTimeField(db_index=True)),
-                ('pnl', models.DecimalField(decimal_places=10, help_text='realized_pnl_usd of position.closed',
+                ('pnl', models.DecimalField(decimal_places=10, help_text='pnl_usd of position.closed',
                                             max_digits=28)),
                 ('fees', models.DecimalField(decimal_places=10, default=0, max_digits=28)),
                 ('notional_usd', models.DecimalField(decimal_places=10, default=0, max_digits=28)),

@@ -131,7 +131,7 @@ def record_experience(event: EventEnvelope) -> bool:
         with transaction.atomic():
             RlExperience.objects.create(
                 symbol=p["symbol"], position_id=p["position_id"], side=p["side"], opened_at=p.get("opened_at"),
-                closed_at=event.timestamp, pnl=Decimal(str(p["realized_pnl_usd"])),
+                closed_at=event.timestamp, pnl=Decimal(str(p["pnl_usd"])),
                 fees=Decimal(str(p.get("fees_usd", "0"))),
                 notional_usd=Decimal(str(p["amount"])) * Decimal(str(p["entry_price"])),
                 features=features, trace_id=event.trace_id)

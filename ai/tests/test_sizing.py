@@ -192,8 +192,8 @@ def _closed(position_id="pos-1", pnl="12.5"):
 
     return build_envelope("position.closed", {
         "position_id": position_id, "symbol": "BTC/USDT", "side": "long", "amount": "0.01",
-        "entry_price": "50000", "exit_price": "51250", "realized_pnl_usd": pnl, "fees_usd": "0.5",
-        "reason": "take_profit", "opened_at": datetime(2026, 1, 1, tzinfo=UTC).isoformat()},
+        "entry_price": "50000", "exit_price": "51250", "pnl_usd": pnl, "fees_usd": "0.5",
+        "exit_reason": "take_profit", "opened_at": datetime(2026, 1, 1, tzinfo=UTC).isoformat()},
         trace_id="trace-closed-0001", source="exec-risk-service")
 
 

@@ -204,6 +204,12 @@ class ExecutionRequest(Payload):
 
 
 class ExecutionResult(Payload):
+    """The outcome of one order (or of a whole sliced intent when `client_order_id` is the
+    intent's last slice and `intent_complete` is true): the design's fields are the filled size
+    (`filled_amount` base units, `filled_size_usd`) and price (`average_price`), the quantity
+    asked (`requested_amount`), `leverage`, `slippage_pct` against the arrival price (positive =
+    adverse) and the `exchange_order_id`."""
+
     client_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,36}$")]
     exchange_order_id: str | None = None
     symbol: Symbol
@@ -212,7 +218,13 @@ class ExecutionResult(Payload):
     requested_amount: PositiveDecimal
     filled_amount: NonNegativeDecimal
     average_price: PositiveDecimal | None = None
+    filled_size_usd: NonNegativeDecimal = Decimal("0")
+    leverage: int = Field(default=1, ge=1, le=125)
+    slippage_pct: float | None = Field(default=None, allow_inf_nan=False)
     fee_usd: NonNegativeDecimal = Decimal("0")
+    strategy: str = Field(default="market", max_length=16)
+    intent_key: str = Field(default="", max_length=128)
+    intent_complete: bool = True
     reason: str = ""
 
     @model_validator(mode="after")
@@ -228,28 +240,45 @@ class PositionOpened(Payload):
     side: PositionSide
     amount: PositiveDecimal
     entry_price: PositiveDecimal
+    size_usd: NonNegativeDecimal = Decimal("0")
     leverage: int = Field(default=1, ge=1, le=125)
     stop_loss_price: PositiveDecimal | None = None
     take_profit_price: PositiveDecimal | None = None
+    liquidation_price: PositiveDecimal | None = None
+    entry_confidence: Probability | None = None
+    entry_model: str = Field(default="", max_length=128)
+    opened_at: UtcDatetime | None = None
 
 
 class PositionClosed(Payload):
+    """The design's fields: pnl_usd (realized, net of fees), pnl_pct (on margin), duration_seconds,
+    exit_reason, entry_confidence, entry_model."""
+
     position_id: Name
     symbol: Symbol
     side: PositionSide
     amount: PositiveDecimal
     entry_price: PositiveDecimal
     exit_price: PositiveDecimal
-    realized_pnl_usd: SignedDecimal
+    pnl_usd: SignedDecimal
+    pnl_pct: float = Field(default=0.0, allow_inf_nan=False)
     fees_usd: NonNegativeDecimal = Decimal("0")
-    reason: CloseReason
+    exit_reason: CloseReason
+    leverage: int = Field(default=1, ge=1, le=125)
+    duration_seconds: NonNegativeFloat = 0.0
+    entry_confidence: Probability | None = None
+    entry_model: str = Field(default="", max_length=128)
     opened_at: UtcDatetime | None = None
 
 
 class RiskAlert(Payload):
+    """TRADE_BLOCKED (rejected=True) carries every failed rule in `reasons`."""
+
     severity: Severity
     rule: Name
     message: Text
+    reasons: list[dict[str, str]] = Field(default_factory=list)
+    max_allowed_size_usd: NonNegativeDecimal | None = None
     symbol: Symbol | None = None
     policy_version: int | None = Field(default=None, ge=1)
     rejected: bool = True

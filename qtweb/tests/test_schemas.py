@@ -112,9 +112,9 @@ def test_envelope_carries_the_design_fields_and_round_trips():
 def test_decimals_survive_the_wire_exactly():
     env = build_envelope("position.closed", {
         "position_id": "p1", "symbol": "BTC/USDT:USDT", "side": "short", "amount": "0.001",
-        "entry_price": "64000.10", "exit_price": "63000.05", "realized_pnl_usd": "-1.00000001", "reason": "stop_loss",
+        "entry_price": "64000.10", "exit_price": "63000.05", "pnl_usd": "-1.00000001", "exit_reason": "stop_loss",
     }, trace_id="abcdef1234567890", source="exec-risk-service")
-    assert parse_envelope(env.model_dump(mode="json")).data().realized_pnl_usd == Decimal("-1.00000001")
+    assert parse_envelope(env.model_dump(mode="json")).data().pnl_usd == Decimal("-1.00000001")
 
 
 def test_bad_trace_id_is_refused():
