@@ -75,3 +75,20 @@ SCHEDULES["qt:analytics.learning.retrain_rl_agent"] = Schedule(
 # Prefix of the periodic tasks this module owns; others (added by an operator in the admin)
 # are left alone by setup_periodic_tasks.
 MANAGED_PREFIX = "qt:"
+
+# --- execution and risk (exec-risk service) ---
+SCHEDULES["qt:trading.execution.sweep"] = Schedule(
+    task="trading.execution.sweep", every_seconds=_setting("EXECUTION_SWEEP_SECONDS"), queue=Queue.EXECUTION,
+    expires_seconds=_setting("EXECUTION_SWEEP_SECONDS"),
+    description="Execution: resume intents whose inline processing was lost; place TWAP/VWAP slices that are due",
+)
+SCHEDULES["qt:trading.positions.monitor"] = Schedule(
+    task="trading.positions.monitor", every_seconds=_setting("POSITION_MONITOR_SECONDS"), queue=Queue.EXECUTION,
+    expires_seconds=_setting("POSITION_MONITOR_SECONDS"),
+    description="Position monitor: PnL, TP/SL and trailing stops; then the safety governor",
+)
+SCHEDULES["qt:trading.reconcile"] = Schedule(
+    task="trading.reconcile", every_seconds=_setting("RECONCILE_SECONDS"), queue=Queue.EXECUTION,
+    expires_seconds=_setting("RECONCILE_SECONDS"),
+    description="Reconciliation: database vs exchange (orders, fills, positions, balances); system.alert on mismatch",
+)

@@ -108,6 +108,16 @@ def _start_worker_services(sender=None, **_):
     finally:
         close_old_connections()
 
+    # 2. The execution worker reconciles with the exchange before it places any order (each
+    #    process also checks before its own first order: trading/execution/orders.py).
+    if "execution" in queues:
+        try:
+            from trading.tasks import reconcile_exchange
+
+            reconcile_exchange.apply_async(kwargs={"reason": "worker_start"}, priority=0)
+        except Exception as exc:
+            log.error("could not queue the start-up reconciliation", error=repr(exc))
+
     hb = HeartbeatThread(worker=node, queues=queues, active_tasks_fn=lambda: len(state.active_requests))
     hb.start()
     port = settings.HEALTH_PORT or SERVICE_PORTS[service]

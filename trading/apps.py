@@ -7,4 +7,4 @@ class TradingConfig(AppConfig):
     name = "trading"
 
     def ready(self) -> None:
-        from trading import rpc  # noqa: F401
+        from trading import rpc, subscribers  # noqa: F401

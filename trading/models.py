@@ -305,6 +305,8 @@ class ExecutionIntent(models.Model):
     order_type = models.CharField(max_length=8, default="market")
     limit_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
     requested_strategy = models.CharField(max_length=8, default="smart")
+    params = models.JSONField(default=dict, blank=True,
+                              help_text="strategy parameters: slices, duration_seconds, limit_timeout_seconds, ...")
     strategy = models.CharField(max_length=8, blank=True, default="", help_text="the strategy that ran")
     status = models.CharField(max_length=8, choices=IntentStatus.choices, default=IntentStatus.PENDING)
     reason = models.CharField(max_length=2000, blank=True, default="")
@@ -388,6 +390,7 @@ class Order(models.Model):
     origin = models.CharField(max_length=8, choices=OrderOrigin.choices, default=OrderOrigin.SYSTEM)
     policy_version = models.PositiveIntegerField(null=True, blank=True)
     submit_attempts = models.PositiveSmallIntegerField(default=0)
+    acknowledged_at = models.DateTimeField(null=True, blank=True, help_text="when the exchange first answered")
     trace_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -7,3 +7,19 @@ from qtweb.rpc.registry import ping_reply
 @command(Service.EXEC_RISK, "ping")
 def ping() -> dict:
     return ping_reply(Service.EXEC_RISK)
+
+
+@command(Service.EXEC_RISK, "validate_risk")
+def validate_risk(symbol: str, size_usd, leverage: int = 1, side: str = "buy") -> dict:
+    """What the risk validator would say about an entry now: approved, reason, max_allowed_size
+    (a what-if: recorded nowhere, no alert)."""
+    from risk.services.queries import validate_risk as query
+
+    return query(symbol=symbol, size_usd=size_usd, leverage=leverage, side=side)
+
+
+@command(Service.EXEC_RISK, "get_position_status")
+def get_position_status(symbol: str) -> dict:
+    from trading.positions.queries import position_status
+
+    return position_status(symbol)

@@ -11,3 +11,61 @@ def poll_feed() -> int:
     from trading.marketdata.feed import run_once
 
     return run_once().closed_published
+
+
+def _retrying(task, exc) -> None:
+    """An ExecutionRetry (rate limited, first reconciliation not yet done) retries the task."""
+    raise task.retry(exc=exc, countdown=max(0.1, exc.delay_seconds), max_retries=20)
+
+
+# Intents are idempotent: a lock per intent, deterministic clientOrderIds, orders recorded before
+# they are sent. A re-delivery after a lost worker continues where the last run stopped.
+@shared_task(name="trading.execution.process_intent", bind=True, ignore_result=True, soft_time_limit=120,
+             time_limit=150, **EXECUTION_TASK_OPTIONS)
+def process_intent(self, intent_id: int) -> None:
+    from trading.execution.orders import ExecutionRetry
+    from trading.execution.services import intent_process
+
+    try:
+        intent_process(intent_id)
+    except ExecutionRetry as exc:
+        _retrying(self, exc)
+
+
+@shared_task(name="trading.execution.advance_intent", bind=True, ignore_result=True, soft_time_limit=120,
+             time_limit=150, **EXECUTION_TASK_OPTIONS)
+def advance_intent(self, intent_id: int) -> None:
+    from trading.execution.orders import ExecutionRetry
+    from trading.execution.services import intent_advance
+
+    try:
+        intent_advance(intent_id)
+    except ExecutionRetry as exc:
+        _retrying(self, exc)
+
+
+@shared_task(name="trading.execution.sweep", ignore_result=True, soft_time_limit=60, time_limit=90,
+             **EXECUTION_TASK_OPTIONS)
+def sweep_intents() -> dict:
+    from trading.execution.services import sweep
+
+    return sweep()
+
+
+@shared_task(name="trading.positions.monitor", ignore_result=True, soft_time_limit=60, time_limit=90,
+             **EXECUTION_TASK_OPTIONS)
+def monitor_positions() -> dict:
+    from risk.services.governor import governor_check
+    from trading.positions.monitor import monitor_once
+
+    result = monitor_once()
+    governor_check(trigger="monitor")
+    return result
+
+
+@shared_task(name="trading.reconcile", ignore_result=True, soft_time_limit=120, time_limit=150,
+             **EXECUTION_TASK_OPTIONS)
+def reconcile_exchange(reason: str = "periodic") -> bool:
+    from trading.execution.reconciliation import reconcile
+
+    return reconcile(reason=reason).ok

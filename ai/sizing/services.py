@@ -8,8 +8,9 @@ gathers the sizer's state and publishes exactly one `rl.decision` under the sign
   (payoff ratio 1.0 until MIN_TRADES_FOR_PAYOFF wins and losses exist);
 - equity: the paper account `default`'s USDT total on the paper exchange, else
   RL_SIZING_EQUITY_USD; allowed size: RL_SIZING_ALLOWED_FRACTION (0.1) of equity; policy max
-  position: RISK_MAX_POSITION_USD (10,000, the design's default) until issue 5's policy store
-  supplies it; drawdown and exposure: passed by the caller (0 until a portfolio service exists).
+  position: the risk policy's max_position_usd (risk/services/policy.py); drawdown (from the UTC
+  day's starting equity) and exposure (gross, as a share of equity) from the execution layer's
+  positions (risk/selectors.py) unless the caller passes them.
 The state the sizer saw is kept in the cache per symbol, so the `position.closed` consumer
 (ai/subscribers.py) can store it with the experience ("features at entry").
 
@@ -84,7 +85,7 @@ def account_equity_usd() -> Decimal:
 
 
 def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None = None, equity_usd=None,
-                allowed_size_usd=None, drawdown: float = 0.0, exposure: float = 0.0,
+                allowed_size_usd=None, drawdown: float | None = None, exposure: float | None = None,
                 max_position_usd=None, agent: agent_mod.TrainedAgent | None = None,
                 use_latest_agent: bool = True) -> EventEnvelope:
     """Size one signal.generated and publish one rl.decision with the signal's trace id."""
@@ -100,7 +101,15 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
     if allowed_size_usd is None:
         allowed_size_usd = equity * Decimal(str(getattr(settings, "RL_SIZING_ALLOWED_FRACTION", "0.1")))
     if max_position_usd is None:
-        max_position_usd = getattr(settings, "RISK_MAX_POSITION_USD", None)
+        from risk.services.policy import policy_get
+
+        max_position_usd = policy_get().max_position_usd
+    if drawdown is None or exposure is None:
+        from risk.selectors import drawdown_and_exposure
+
+        dd, ex = drawdown_and_exposure()
+        drawdown = dd if drawdown is None else drawdown
+        exposure = ex if exposure is None else exposure
     payoff, recent_pnl_usd = payoff_stats()
     recent_pnl = recent_pnl_usd / float(equity) if equity > 0 else 0.0
     volatility = symbol_volatility(symbol, str(payload.get("timeframe", "5m")))

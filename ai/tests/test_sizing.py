@@ -301,10 +301,11 @@ def test_retrain_feeds_the_env_the_ensembles_historical_probabilities(no_agents)
 def test_default_sizing_uses_the_paper_account_equity_and_the_policy_cap(no_agents, settings):
     from ai.sizing.services import account_equity_usd, size_signal
     from qtweb.events.models import Event
+    from risk.services.policy import policy_update
     from trading.exchanges.paper import create_account
 
     settings.MARKET_EXCHANGE = "paper"
-    settings.RISK_MAX_POSITION_USD = 250.0
+    policy_update(changes={"max_position_usd": "250"}, updated_by="test", reason="a small cap")
     assert account_equity_usd() == Decimal(str(settings.RL_SIZING_EQUITY_USD))  # no paper account yet
     create_account("default", {"USDT": "50000"})
     assert account_equity_usd() == Decimal("50000.00")

@@ -87,6 +87,8 @@ class CloseReason(StrEnum):
     LIQUIDATION = "liquidation"
     EMERGENCY_STOP = "emergency_stop"
     REBALANCE = "rebalance"
+    SIGNAL_REVERSAL = "signal_reversal"
+    RECONCILIATION = "reconciliation"  # the exchange no longer holds it (closed outside this system)
 
 
 class Severity(StrEnum):
@@ -185,7 +187,17 @@ class UniverseOpportunity(Payload):
     trend_strength: float = Field(allow_inf_nan=False)
 
 
+class ExecutionStrategy(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    TWAP = "twap"
+    VWAP = "vwap"
+    SMART = "smart"  # chooses by order size against the symbol's liquidity
+
+
 class ExecutionRequest(Payload):
+    """A manual order from an operator; it goes through the same risk path as a signal."""
+
     client_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,36}$")]
     symbol: Symbol
     side: OrderSide
@@ -194,7 +206,14 @@ class ExecutionRequest(Payload):
     price: PositiveDecimal | None = None
     reduce_only: bool = False
     leverage: int = Field(default=1, ge=1, le=125)
-    strategy: Name = "market"
+    strategy: ExecutionStrategy = ExecutionStrategy.MARKET
+    slices: int | None = Field(default=None, ge=1, le=999)
+    duration_seconds: float | None = Field(default=None, ge=0, le=86_400, allow_inf_nan=False)
+    limit_timeout_seconds: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
+    on_timeout: Annotated[str, Field(pattern=r"^(cancel|reprice)$")] = "reprice"
+    stop_loss_price: PositiveDecimal | None = None
+    take_profit_price: PositiveDecimal | None = None
+    requested_by: str = Field(default="", max_length=150)
 
     @model_validator(mode="after")
     def _limit_needs_price(self) -> ExecutionRequest:

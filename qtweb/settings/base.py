@@ -150,10 +150,9 @@ MARKET_EXCHANGE = read("MARKET_EXCHANGE")  # gateway id the system trades on ("p
 # Where trained model artifacts are written (default var/models; ai/training.py).
 MODEL_ARTIFACTS_DIR = read("MODEL_ARTIFACTS_DIR")
 MAX_PARALLEL_PREDICTIONS = read("MAX_PARALLEL_PREDICTIONS")  # concurrent inference passes per process
-# Position sizing caps until the risk policy store (issue 5) supplies them: the design's default
-# max position size, the equity used when no paper account exists, the share of equity one
-# position may take before Kelly and the agent scale it down.
-RISK_MAX_POSITION_USD = read("RISK_MAX_POSITION_USD")
+# RL sizing: the equity used when no paper account exists, the share of equity one position may
+# take before Kelly and the agent scale it down (the cap itself is the risk policy's
+# max_position_usd).
 RL_SIZING_EQUITY_USD = read("RL_SIZING_EQUITY_USD")
 RL_SIZING_ALLOWED_FRACTION = read("RL_SIZING_ALLOWED_FRACTION")
 # Simulated market (MARKET_EXCHANGE=paper): speed 1 follows the wall clock; 60 makes a 5m bar
@@ -167,6 +166,14 @@ EXCHANGE_SANDBOX = read("EXCHANGE_SANDBOX")
 EXCHANGE_BASE_URL = read("EXCHANGE_BASE_URL")
 EXCHANGE_TIMEOUT_MS = read("EXCHANGE_TIMEOUT_MS")
 UNIVERSE_TIMEFRAME = read("UNIVERSE_TIMEFRAME")
+# --- execution (trading/execution, risk) ---
+# The gateway orders go to ("" = MARKET_EXCHANGE) and, on the paper exchange, the account.
+EXECUTION_EXCHANGE = read("EXECUTION_EXCHANGE")
+EXECUTION_ACCOUNT = read("EXECUTION_ACCOUNT")
+EXECUTION_LEVERAGE = read("EXECUTION_LEVERAGE")  # leverage of signal entries on perpetuals (capped by the policy)
+EXECUTION_SWEEP_SECONDS = read("EXECUTION_SWEEP_SECONDS")  # resume due slices, stuck intents
+POSITION_MONITOR_SECONDS = read("POSITION_MONITOR_SECONDS")  # PnL, TP/SL, trailing (also on each bar)
+RECONCILE_SECONDS = read("RECONCILE_SECONDS")  # DB vs exchange: orders, positions, balances
 UNIVERSE_SCAN_SECONDS = read("UNIVERSE_SCAN_SECONDS")
 UNIVERSE_TOP_N = read("UNIVERSE_TOP_N")
 UNIVERSE_MIN_QUOTE_VOLUME_USD = read("UNIVERSE_MIN_QUOTE_VOLUME_USD")

@@ -11,3 +11,6 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.support.apps.SupportConfig"]  # noqa: 
 # Retries fast in tests: three tries 0.2 s apart instead of five growing from 1 s.
 EVENT_MAX_RETRIES = int(os.environ.get("EVENT_MAX_RETRIES") or 2)
 EVENT_RETRY_BACKOFF_SECONDS = float(os.environ.get("EVENT_RETRY_BACKOFF_SECONDS") or 0.2)
+# The crash tests' fault points (trading/execution/orders.py::_fault_point) are live only in
+# test workers; production settings never enable them.
+EXECUTION_FAULTS_ENABLED = True

@@ -19,7 +19,7 @@ from django.db import transaction
 from qtweb.events import EventType
 from qtweb.events.bus import publish_many
 from qtweb.logging import get_logger
-from trading.marketdata import cache, selectors, timeframes
+from trading.marketdata import cache, reference, selectors, timeframes
 from trading.marketdata.ingest import ingest
 from trading.models import Symbol
 
@@ -163,4 +163,5 @@ def run_once(
         _mark_announced(exchange, timeframe, announce)
     if result.new_bars:  # after the commit: readers never see a bar the database does not have
         cache.store_latest(exchange, timeframe, {s: list(r[-1]) for s, r in result.new_bars.items()})
+    reference.mark_feed_ok(exchange)  # the cached prices are confirmed current as of now
     return result

@@ -1,0 +1,66 @@
+"""Reads of the risk layer: the account as the validator and the governor see it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.utils import timezone
+
+from risk.models import DailyEquity, GovernorState
+from trading import selectors as trading_sel
+from trading.models import Order, Position, PositionStatus
+
+ZERO = Decimal("0")
+
+
+@dataclass
+class AccountView:
+    exchange: str
+    equity_usd: Decimal
+    positions: list[Position]
+    open_orders: list[Order]
+    balance: dict
+
+
+def account_view(gateway=None) -> AccountView:
+    from trading.execution.gateway import exchange_id, execution_gateway
+
+    gateway = gateway or execution_gateway()
+    exchange = exchange_id()
+    positions = trading_sel.open_positions_list(exchange)
+    balance = gateway.fetch_balance()
+    return AccountView(exchange=exchange, equity_usd=trading_sel.equity_usd(balance, positions),
+                       positions=positions, open_orders=trading_sel.open_orders_list(exchange), balance=balance)
+
+
+def day_start_equity_get(day=None) -> Decimal | None:
+    day = day or timezone.now().date()
+    return DailyEquity.objects.filter(day=day).values_list("start_equity_usd", flat=True).first()
+
+
+def entries_blocked_until():
+    return GovernorState.objects.filter(pk=1).values_list("entries_blocked_until", flat=True).first()
+
+
+def consecutive_losses(exchange: str, limit: int = 50) -> int:
+    """Closed positions with a loss, counted back from the newest until a non-loss."""
+    from risk.domain.governor import consecutive_losses as count
+
+    pnls = (Position.objects.filter(exchange=exchange, status=PositionStatus.CLOSED)
+            .order_by("-closed_at", "-pk").values_list("realized_pnl_usd", flat=True)[:limit])
+    return count(pnls)
+
+
+def drawdown_and_exposure() -> tuple[float, float]:
+    """(drawdown from the UTC day's starting equity, gross exposure / equity) as fractions,
+    for RL sizing. (0, 0) when the account cannot be read."""
+    try:
+        view = account_view()
+    except Exception:
+        return 0.0, 0.0
+    if view.equity_usd <= 0:
+        return 0.0, 0.0
+    start = day_start_equity_get() or view.equity_usd
+    drawdown = max(ZERO, (start - view.equity_usd) / start) if start > 0 else ZERO
+    gross = sum((p.notional_usd for p in view.positions), ZERO)
+    return float(drawdown), float(gross / view.equity_usd)

@@ -1,0 +1,94 @@
+"""The safety governor and the emergency stop.
+
+governor_check() runs after every closed position, on the position monitor's beat and on
+demand: consecutive losses at the limit -> REDUCE_ONLY; daily drawdown at its limit -> no new
+entries until the next UTC day; drawdown at the emergency level -> emergency stop.
+
+emergency_stop() puts the system in HALTED (new orders are refused from that moment: the
+executor reads the mode before every order) and publishes `emergency.stop`; the execution
+worker's consumer then cancels every open order and, as the policy says, flattens every
+position (trading/execution/services.py: emergency_flatten). Only an operator resumes, through
+REDUCE_ONLY, with a reason on record (risk/services/modes.py).
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from qtweb.events import EventType
+from qtweb.events.bus import publish
+from qtweb.logging import get_logger
+from risk import selectors
+from risk.domain import governor as gov
+from risk.domain.modes import Mode
+from risk.services.modes import governor_state_locked, mode_get, mode_set
+from risk.services.policy import policy_get
+from risk.services.validation import day_start_equity
+
+log = get_logger(__name__)
+
+GOVERNOR = "safety-governor"
+
+
+def emergency_stop(*, reason: str, triggered_by: str, by_operator: bool, flatten: bool | None = None,
+                   drawdown_pct: Decimal | None = None, consecutive_losses: int | None = None) -> bool:
+    """HALT now and publish emergency.stop. Returns False if the system was already HALTED
+    (the stop is not repeated; cancelling and flattening already ran)."""
+    reason = (reason or "").strip()
+    if len(reason) < 3:
+        from risk.domain.modes import ModeTransitionError
+
+        raise ModeTransitionError("an emergency stop needs a reason (at least 3 characters)")
+    policy = policy_get()
+    flatten = policy.flatten_on_emergency if flatten is None else bool(flatten)
+    with transaction.atomic():
+        state = governor_state_locked()
+        if mode_get() == Mode.HALTED:
+            return False
+        mode_set(target=Mode.HALTED, reason=f"emergency stop: {reason}", changed_by=triggered_by,
+                 by_operator=by_operator)
+        state.last_emergency_at = timezone.now()
+        state.last_emergency_reason = reason[:2000]
+        state.save(update_fields=["last_emergency_at", "last_emergency_reason", "updated_at"])
+        publish(EventType.EMERGENCY_STOP, {
+            "reason": reason[:2000], "triggered_by": str(triggered_by)[:128],
+            "drawdown_pct": float(drawdown_pct) if drawdown_pct is not None else None,
+            "consecutive_losses": consecutive_losses, "flatten_positions": flatten,
+        })
+    log.critical("EMERGENCY STOP", reason=reason, triggered_by=triggered_by, flatten=flatten)
+    return True
+
+
+def governor_check(*, trigger: str = "periodic", view: selectors.AccountView | None = None) -> gov.GovernorAction:
+    """Assess the account and act on what the pure governor says."""
+    policy = policy_get()
+    view = view or selectors.account_view()
+    now = timezone.now()
+    inp = gov.GovernorInput(
+        policy=policy, mode=mode_get(), equity_usd=view.equity_usd,
+        day_start_equity_usd=day_start_equity(view.equity_usd, now),
+        consecutive_losses=selectors.consecutive_losses(view.exchange),
+        entries_blocked_until=selectors.entries_blocked_until(), now=now)
+    action = gov.assess(inp)
+    if action.kind == "emergency_stop":
+        emergency_stop(reason=action.reason, triggered_by=GOVERNOR, by_operator=False,
+                       drawdown_pct=action.drawdown_pct, consecutive_losses=inp.consecutive_losses)
+    elif action.kind == "reduce_only":
+        mode_set(target=Mode.REDUCE_ONLY, reason=action.reason, changed_by=GOVERNOR, by_operator=False)
+        publish(EventType.RISK_ALERT, {"severity": "critical", "rule": "consecutive_losses",
+                                       "message": action.reason[:2000], "rejected": False,
+                                       "policy_version": policy.version})
+    elif action.kind == "block_entries":
+        with transaction.atomic():
+            state = governor_state_locked()
+            state.entries_blocked_until = action.block_until
+            state.block_reason = action.reason[:2000]
+            state.save(update_fields=["entries_blocked_until", "block_reason", "updated_at"])
+            publish(EventType.RISK_ALERT, {"severity": "critical", "rule": "daily_drawdown",
+                                           "message": action.reason[:2000], "rejected": False,
+                                           "policy_version": policy.version})
+    if action.kind != "none":
+        log.warning("safety governor acted", action=action.kind, reason=action.reason, trigger=trigger)
+    return action

@@ -1,0 +1,139 @@
+"""Risk validation as a service: build the snapshot (policy, mode, account, open orders,
+reference price and its age, recent order count, duplicates), run the pure validator, record
+the decision with the policy version it used, publish `risk.alert` (TRADE_BLOCKED) on
+rejection.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from qtweb.events import EventType
+from qtweb.events.bus import publish
+from qtweb.logging import get_logger
+from qtweb.tracing import current_trace_id
+from risk import selectors
+from risk.domain import rules
+from risk.models import DailyEquity, RiskDecision
+from risk.services.modes import mode_get
+from risk.services.policy import policy_get
+from trading import selectors as trading_sel
+from trading.marketdata.reference import reference_price
+from trading.models import Symbol
+
+log = get_logger(__name__)
+
+ZERO = Decimal("0")
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class IntentRequest:
+    """What a caller asks the validator about (sizes in USD)."""
+
+    symbol: str
+    side: str
+    size_usd: Decimal
+    leverage: int = 1
+    reduce_only: bool = False
+    confidence: Decimal | None = None
+    intent_key: str = ""
+    price: Decimal | None = None
+    source: str = "signal"
+
+
+def day_start_equity(equity_usd: Decimal, now=None) -> Decimal:
+    """The UTC day's starting equity: the first value seen today, stored once."""
+    day = (now or timezone.now()).date()
+    found = selectors.day_start_equity_get(day)
+    if found is not None:
+        return found
+    try:
+        with transaction.atomic():
+            DailyEquity.objects.create(day=day, start_equity_usd=equity_usd)
+    except IntegrityError:
+        pass
+    return selectors.day_start_equity_get(day) or equity_usd
+
+
+def _direction(side: str) -> str:
+    return "long" if side == "buy" else "short"
+
+
+def snapshot_build(req: IntentRequest, *, view: selectors.AccountView | None = None, symbol: Symbol | None = None,
+                   exclude_intent_key: bool = False) -> rules.Snapshot:
+    view = view or selectors.account_view()
+    now = timezone.now()
+    sector = symbol.sector if symbol is not None else (
+        Symbol.objects.filter(exchange=view.exchange, symbol=req.symbol).values_list("sector", flat=True).first()
+        or "")
+    positions = tuple(rules.Exposure(symbol=p.symbol.symbol, side=p.side, notional_usd=p.notional_usd,
+                                     sector=p.symbol.sector) for p in view.positions)
+    refs: dict[str, Decimal | None] = {}
+    open_orders = []
+    for o in view.open_orders:
+        remaining = o.amount - o.filled
+        if remaining <= 0:
+            continue
+        price = o.price
+        if price is None:
+            if o.symbol.symbol not in refs:
+                refs[o.symbol.symbol] = reference_price(view.exchange, o.symbol.symbol)[0]
+            price = refs[o.symbol.symbol] or ZERO
+        open_orders.append(rules.OpenOrder(symbol=o.symbol.symbol, side=o.side, notional_usd=remaining * price,
+                                           reduce_only=o.reduce_only, sector=o.symbol.sector))
+    ref, age = reference_price(view.exchange, req.symbol)
+    recent = frozenset()
+    if req.intent_key and not exclude_intent_key and RiskDecision.objects.filter(
+            intent_key=req.intent_key, approved=True).exists():
+        recent = frozenset({req.intent_key})
+    intent = rules.Intent(symbol=req.symbol, side=req.side, size_usd=req.size_usd, leverage=req.leverage,
+                          reduce_only=req.reduce_only, confidence=req.confidence, intent_key=req.intent_key,
+                          sector=sector, price=req.price)
+    return rules.Snapshot(
+        policy=policy_get(), mode=mode_get().value, equity_usd=view.equity_usd,
+        day_start_equity_usd=day_start_equity(view.equity_usd, now), positions=positions,
+        open_orders=tuple(open_orders), intent=intent, reference_price=ref, reference_price_age_seconds=age,
+        orders_last_minute=trading_sel.orders_last_minute_count(view.exchange, now), recent_intent_keys=recent,
+        entries_blocked_until=selectors.entries_blocked_until(), now=now)
+
+
+def _snapshot_record(s: rules.Snapshot) -> dict:
+    return {
+        "equity_usd": str(s.equity_usd), "day_start_equity_usd": str(s.day_start_equity_usd),
+        "positions": len(s.positions), "open_orders": len(s.open_orders),
+        "gross_exposure_usd": str(sum((p.notional_usd for p in s.positions), ZERO).quantize(CENT)),
+        "reference_price": str(s.reference_price) if s.reference_price is not None else None,
+        "reference_price_age_seconds": s.reference_price_age_seconds, "orders_last_minute": s.orders_last_minute,
+    }
+
+
+def intent_validate(req: IntentRequest, *, view: selectors.AccountView | None = None, symbol: Symbol | None = None,
+                    record: bool = True, alert: bool = True) -> tuple[rules.Verdict, RiskDecision | None]:
+    """Validate one intent. Records a RiskDecision (unless record=False: RPC what-if questions)
+    and publishes risk.alert TRADE_BLOCKED with every reason when rejected."""
+    snapshot = snapshot_build(req, view=view, symbol=symbol)
+    verdict = rules.validate(snapshot)
+    decision = None
+    if record:
+        decision = RiskDecision.objects.create(
+            trace_id=current_trace_id() or "", intent_key=req.intent_key, source=req.source, symbol=req.symbol,
+            side=req.side, size_usd=req.size_usd, leverage=req.leverage, reduce_only=req.reduce_only,
+            confidence=req.confidence, approved=verdict.approved,
+            reasons=[{"rule": r.rule, "message": r.message} for r in verdict.reasons],
+            max_allowed_size_usd=verdict.max_allowed_size_usd, policy_version=verdict.policy_version,
+            mode=snapshot.mode, snapshot=_snapshot_record(snapshot))
+    if not verdict.approved and alert:
+        publish(EventType.RISK_ALERT, {
+            "severity": "warning", "rule": "TRADE_BLOCKED",
+            "message": f"{req.side} {req.size_usd:.2f} USD {req.symbol} blocked: {verdict.reason}"[:2000],
+            "symbol": req.symbol, "policy_version": verdict.policy_version, "rejected": True,
+            "reasons": [{"rule": r.rule, "message": r.message[:500]} for r in verdict.reasons],
+            "max_allowed_size_usd": verdict.max_allowed_size_usd,
+        })
+        log.warning("trade blocked", symbol=req.symbol, side=req.side, size_usd=str(req.size_usd),
+                    reasons=[r.rule for r in verdict.reasons], policy_version=verdict.policy_version)
+    return verdict, decision

@@ -1,0 +1,39 @@
+"""The execution layer's exchange gateway: one per process, for settings.EXECUTION_EXCHANGE
+(default: MARKET_EXCHANGE; the paper exchange trades the paper account EXECUTION_ACCOUNT)."""
+from __future__ import annotations
+
+import threading
+
+from django.conf import settings
+
+from trading.exchanges.base import ExchangeGateway
+from trading.exchanges.factory import PAPER_ID, get_gateway
+
+_lock = threading.Lock()
+_gateway: ExchangeGateway | None = None
+_override: ExchangeGateway | None = None
+
+
+def exchange_id() -> str:
+    if _override is not None:
+        return _override.id
+    return getattr(settings, "EXECUTION_EXCHANGE", "") or settings.MARKET_EXCHANGE or PAPER_ID
+
+
+def execution_gateway() -> ExchangeGateway:
+    global _gateway
+    if _override is not None:
+        return _override
+    with _lock:
+        if _gateway is None:
+            eid = exchange_id()
+            kwargs = {"account": settings.EXECUTION_ACCOUNT} if eid == PAPER_ID else {}
+            _gateway = get_gateway(eid, **kwargs)
+        return _gateway
+
+
+def use_gateway(gateway: ExchangeGateway | None) -> None:
+    """Tests and tools: trade on this gateway instead (None restores the configured one)."""
+    global _override, _gateway
+    _override = gateway
+    _gateway = None

@@ -1,0 +1,48 @@
+"""The reference price the risk layer's price collar and the execution layer's arrival price
+use: the newest bar's close from the latest-bar cache, with its age.
+
+Age is the wall-clock time since the live feed last completed a poll of the exchange (a
+successful poll confirms the cached prices are the current ones, even between bar closes);
+no poll on record means no fresh price, and the collar rejects. A feed that stops makes every
+reference stale within `reference_price_max_age_seconds`, which stops new orders: trading on
+prices nobody is watching is the failure this guards against.
+"""
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.cache import cache as django_cache
+
+from trading.marketdata import cache
+
+FEED_OK_TTL_SECONDS = 24 * 3600
+
+
+def _feed_key(exchange: str) -> str:
+    return f"feed:last_ok:{exchange}"
+
+
+def mark_feed_ok(exchange: str, at: float | None = None) -> None:
+    django_cache.set(_feed_key(exchange), float(at if at is not None else time.time()), FEED_OK_TTL_SECONDS)
+
+
+def feed_age_seconds(exchange: str, now: float | None = None) -> float | None:
+    last = django_cache.get(_feed_key(exchange))
+    if last is None:
+        return None
+    return max(0.0, (now if now is not None else time.time()) - float(last))
+
+
+def reference_price(exchange: str, symbol: str, timeframe: str | None = None) -> tuple[Decimal | None, float | None]:
+    """(price, age in seconds); (None, None) when no bar is known for the symbol."""
+    bar = cache.latest_bar(exchange, timeframe or settings.UNIVERSE_TIMEFRAME, symbol)
+    if not bar:
+        return None, None
+    return Decimal(repr(float(bar[4]))), feed_age_seconds(exchange)
+
+
+def latest_bar_row(exchange: str, symbol: str, timeframe: str | None = None) -> list[float] | None:
+    """[open_time_ms, open, high, low, close, volume] of the newest bar (cache, then DB)."""
+    return cache.latest_bar(exchange, timeframe or settings.UNIVERSE_TIMEFRAME, symbol)

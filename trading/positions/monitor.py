@@ -1,0 +1,88 @@
+"""The position monitor: every POSITION_MONITOR_SECONDS from beat and on each new bar.
+
+For each open position: mark price and unrealized PnL from the newest bar; the dynamic stop
+(ATR trailing, moved to break-even after the policy's profit trigger); a TP/SL/trailing hit
+becomes a reduce-only market exit intent (position.closed follows its fill). Only bars that
+opened after the position did are searched for highs and lows, so a stop is never "hit" by a
+price from before the entry.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import transaction
+
+from qtweb.logging import get_logger
+from trading.execution.gateway import exchange_id
+from trading.marketdata.reference import latest_bar_row
+from trading.models import Position, PositionStatus
+from trading.positions import math as pm
+from trading.positions.services import atr
+
+log = get_logger(__name__)
+
+
+def _d(x) -> Decimal:
+    return Decimal(repr(float(x)))
+
+
+def monitor_once(*, symbols: list[str] | None = None) -> dict:
+    from risk.services.policy import policy_get
+    from trading.execution.services import exit_intent, intent_process
+
+    exchange = exchange_id()
+    qs = Position.objects.filter(exchange=exchange, status=PositionStatus.OPEN).select_related("symbol")
+    if symbols:
+        qs = qs.filter(symbol__symbol__in=symbols)
+    positions = list(qs)
+    if not positions:
+        return {"positions": 0, "exits": 0}
+    policy = policy_get()
+    exits = 0
+    for pos in positions:
+        bar = latest_bar_row(exchange, pos.symbol.symbol)
+        if not bar:
+            continue
+        bar_ms, open_, high, low, close = int(bar[0]), _d(bar[1]), _d(bar[2]), _d(bar[3]), _d(bar[4])
+        trailing = dict(pos.trailing or {})
+        first_bar_ms = trailing.get("open_bar_ms")
+        if first_bar_ms is None:  # first look: remember which bar was current at the entry
+            trailing["open_bar_ms"] = bar_ms
+            first_bar_ms = bar_ms
+        fresh = bar_ms > int(first_bar_ms)
+        hi, lo = (high, low) if fresh else (close, close)
+        trigger = None
+        with transaction.atomic():
+            p = Position.objects.select_for_update().get(pk=pos.pk)
+            if p.status != PositionStatus.OPEN:
+                continue
+            p.mark_price = close
+            p.unrealized_pnl_usd = pm.unrealized_pnl_usd(p.side, p.entry_price, close, p.amount)
+            if p.stop_loss_price is not None:
+                state = pm.TrailingState(stop_loss=p.stop_loss_price, take_profit=p.take_profit_price,
+                                         best_price=Decimal(str(trailing.get("best_price") or p.entry_price)),
+                                         break_even_done=bool(trailing.get("break_even_done")))
+                new = pm.update_trailing(state, side=p.side, entry_price=p.entry_price, high=hi, low=lo,
+                                         atr=atr(p.symbol_id), trailing_atr_multiple=policy.trailing_stop_atr_multiple,
+                                         break_even_trigger_pct=policy.break_even_trigger_pct)
+                if new.stop_loss != p.stop_loss_price:
+                    trailing["trailing_active"] = True
+                p.stop_loss_price = new.stop_loss
+                trailing.update(best_price=str(new.best_price), break_even_done=new.break_even_done)
+            p.trailing = trailing
+            p.save(update_fields=["mark_price", "unrealized_pnl_usd", "stop_loss_price", "trailing", "updated_at"])
+            if not p.exit_pending and (p.stop_loss_price is not None or p.take_profit_price is not None):
+                hit = pm.exit_hit(side=p.side, high=hi, low=lo, close=close, stop_loss=p.stop_loss_price,
+                                  take_profit=p.take_profit_price, trailing=bool(trailing.get("trailing_active")),
+                                  open_=open_ if fresh else None)
+                if hit is not None:
+                    trigger = hit
+        if trigger is not None:
+            reason, level = trigger
+            intent = exit_intent(pos, reason=reason, key_suffix=f"{reason}:{bar_ms}")
+            if intent is not None:
+                log.info("exit triggered", position_id=pos.pk, symbol=pos.symbol.symbol, reason=reason,
+                         level=str(level), close=str(close))
+                intent_process(intent.pk)
+                exits += 1
+    return {"positions": len(positions), "exits": exits}

@@ -1,0 +1,51 @@
+"""Reads of the execution layer: open positions and orders, exposure, equity."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from decimal import Decimal
+
+from django.utils import timezone
+
+from trading.models import OPEN_ORDER_STATUSES, MarketType, Order, Position, PositionStatus
+
+ZERO = Decimal("0")
+
+
+def open_positions_list(exchange: str) -> list[Position]:
+    return list(Position.objects.filter(exchange=exchange, status=PositionStatus.OPEN).select_related("symbol")
+                .order_by("symbol__symbol"))
+
+
+def open_position_get(exchange: str, symbol_id: int) -> Position | None:
+    return Position.objects.filter(exchange=exchange, symbol_id=symbol_id, status=PositionStatus.OPEN).first()
+
+
+def open_orders_list(exchange: str, symbol_id: int | None = None) -> list[Order]:
+    qs = Order.objects.filter(exchange=exchange, status__in=OPEN_ORDER_STATUSES).select_related("symbol")
+    if symbol_id is not None:
+        qs = qs.filter(symbol_id=symbol_id)
+    return list(qs.order_by("created_at", "pk"))
+
+
+def orders_last_minute_count(exchange: str, now=None) -> int:
+    now = now or timezone.now()
+    return Order.objects.filter(exchange=exchange, created_at__gte=now - timedelta(seconds=60)).count()
+
+
+def quote_total(balance: dict, quote: str = "USDT") -> Decimal:
+    total = (balance.get("total") or {}).get(quote)
+    return Decimal(repr(float(total))) if total is not None else ZERO
+
+
+def equity_usd(balance: dict, positions: Iterable[Position], quote: str = "USDT") -> Decimal:
+    """Quote balance (free + used, margin included) + unrealized PnL of perpetual positions +
+    the value of spot holdings at their mark."""
+    equity = quote_total(balance, quote)
+    for p in positions:
+        mark = p.mark_price or p.entry_price
+        if p.symbol.market_type == MarketType.SPOT:
+            equity += p.amount * mark
+        else:
+            equity += p.unrealized_pnl_usd
+    return equity.quantize(Decimal("0.01"))
