@@ -53,6 +53,8 @@ def mode_set(*, target: Mode | str, reason: str, changed_by: str, by_operator: b
                                                 "reason": reason.strip()[:2000], "changed_by": str(changed_by)[:128]})
         if new in (Mode.HALTED, Mode.REDUCE_ONLY):
             cache.set(MODE_CACHE_KEY, new.value, MODE_CACHE_SECONDS)  # fail safe: block new orders at once
+        else:
+            cache.delete(MODE_CACHE_KEY)  # readers go to the audit table until the commit sets it
         transaction.on_commit(lambda: cache.set(MODE_CACHE_KEY, new.value, MODE_CACHE_SECONDS))
     log.warning("system mode changed", previous_mode=current.value, mode=new.value, changed_by=changed_by,
                 by_operator=by_operator, reason=reason)

@@ -96,6 +96,7 @@ def policy_update(*, changes: dict[str, Any], updated_by: str, reason: str = "")
                                         trace_id=current_trace_id() or "")
         publish(EventType.POLICY_UPDATED, {"policy_version": row.version, "changed_fields": changed,
                                            "updated_by": str(updated_by)[:128]})
+        policy_invalidate()  # readers fall back to the DB (which shows the new row only after commit)
         transaction.on_commit(policy_invalidate)
     log.info("risk policy updated", policy_version=row.version, changed_fields=changed, updated_by=updated_by)
     return row

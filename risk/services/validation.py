@@ -70,8 +70,12 @@ def snapshot_build(req: IntentRequest, *, view: selectors.AccountView | None = N
     sector = symbol.sector if symbol is not None else (
         Symbol.objects.filter(exchange=view.exchange, symbol=req.symbol).values_list("sector", flat=True).first()
         or "")
-    positions = tuple(rules.Exposure(symbol=p.symbol.symbol, side=p.side, notional_usd=p.notional_usd,
-                                     sector=p.symbol.sector) for p in view.positions)
+    ref, age = reference_price(view.exchange, req.symbol)
+    # The intent and the position on its symbol are valued at the same price (a reduce-only
+    # exit of the whole position must not look bigger than the position by a rounding).
+    positions = tuple(rules.Exposure(symbol=p.symbol.symbol, side=p.side,
+                                     notional_usd=(p.amount * ref) if (ref and p.symbol.symbol == req.symbol)
+                                     else p.notional_usd, sector=p.symbol.sector) for p in view.positions)
     refs: dict[str, Decimal | None] = {}
     open_orders = []
     for o in view.open_orders:
@@ -85,7 +89,6 @@ def snapshot_build(req: IntentRequest, *, view: selectors.AccountView | None = N
             price = refs[o.symbol.symbol] or ZERO
         open_orders.append(rules.OpenOrder(symbol=o.symbol.symbol, side=o.side, notional_usd=remaining * price,
                                            reduce_only=o.reduce_only, sector=o.symbol.sector))
-    ref, age = reference_price(view.exchange, req.symbol)
     recent = frozenset()
     if req.intent_key and not exclude_intent_key and RiskDecision.objects.filter(
             intent_key=req.intent_key, approved=True).exists():

@@ -12,7 +12,7 @@ system, and a crash must leave our rows in a state reconciliation can complete.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -217,7 +217,7 @@ def intent_process(intent_id: int) -> ExecutionIntent:
             elif intent.amount > 0:
                 intent.amount = _quantize_amount(intent.amount, sym)
             if intent.size_usd == 0 and ref:
-                intent.size_usd = (intent.amount * ref).quantize(CENT)
+                intent.size_usd = (intent.amount * ref).quantize(CENT, rounding=ROUND_DOWN)
             reduce_only = intent.reduce_only
             if sym.market_type == MarketType.SPOT:
                 intent.leverage = 1
@@ -348,22 +348,10 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
                 order_svc.order_apply(o, found)
         elif o.status == OrderStatus.PENDING_SUBMIT:
             order_svc.order_submit(o, gateway=gateway)
-    orders = list(intent.orders.select_related("symbol").order_by("slice_index"))
     policy = policy_get()
-    filled = sum((o.filled for o in orders), ZERO)
-    # Slippage cap against the arrival price: stop the remaining slices.
-    if filled > 0 and intent.arrival_price:
-        avg = sum((o.filled * (o.average_price or ZERO) for o in orders), ZERO) / filled
-        if planning.exceeds_slippage_cap(intent.side, intent.arrival_price, avg, policy.max_slippage_pct) and (
-                intent.next_slice < len(intent.plan) or any(o.is_open for o in orders)):
-            _cancel_open_orders(orders, gateway)
-            slip = planning.slippage_pct(intent.side, intent.arrival_price, avg)
-            reason = (f"slippage {slip:.3f} % against arrival {intent.arrival_price} exceeds the cap "
-                      f"{policy.max_slippage_pct} %: remaining slices not sent")
-            publish(EventType.RISK_ALERT, {"severity": "warning", "rule": "max_slippage", "message": reason,
-                                           "symbol": intent.symbol.symbol, "rejected": False,
-                                           "policy_version": policy.version}, trace_id=intent.trace_id or None)
-            return _finish(intent, IntentStatus.STOPPED, reason)
+    stopped = _slippage_stop(intent, policy, gateway)
+    if stopped is not None:
+        return stopped
     now = timezone.now()
     if intent.strategy == "limit":
         return _advance_limit(intent, orders, gateway, now)
@@ -376,12 +364,37 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
             return intent
         _place(intent, item, gateway)
         _set(intent, next_slice=intent.next_slice + 1)
+        stopped = _slippage_stop(intent, policy, gateway)
+        if stopped is not None:
+            return stopped
     orders = list(intent.orders.all())
     if any(o.is_open for o in orders):
         _set(intent, next_action_at=now + timedelta(seconds=1))
         _schedule(intent, 1.0)
         return intent
     return _finish(intent, IntentStatus.DONE)
+
+
+def _slippage_stop(intent: ExecutionIntent, policy, gateway) -> ExecutionIntent | None:
+    """The slippage cap against the arrival price: past it, cancel what works and send no more
+    slices (reported as a risk.alert). None while within the cap."""
+    orders = list(intent.orders.select_related("symbol").order_by("slice_index"))
+    filled = sum((o.filled for o in orders), ZERO)
+    if filled <= 0 or not intent.arrival_price:
+        return None
+    more_to_come = intent.next_slice < len(intent.plan) or any(o.is_open for o in orders)
+    avg = sum((o.filled * (o.average_price or ZERO) for o in orders), ZERO) / filled
+    if not more_to_come or not planning.exceeds_slippage_cap(intent.side, intent.arrival_price, avg,
+                                                             policy.max_slippage_pct):
+        return None
+    _cancel_open_orders(orders, gateway)
+    slip = planning.slippage_pct(intent.side, intent.arrival_price, avg)
+    reason = (f"slippage {slip:.4f} % against arrival {intent.arrival_price} exceeds the cap "
+              f"{policy.max_slippage_pct} %: remaining slices not sent")
+    publish(EventType.RISK_ALERT, {"severity": "warning", "rule": "max_slippage", "message": reason,
+                                   "symbol": intent.symbol.symbol, "rejected": False,
+                                   "policy_version": policy.version}, trace_id=intent.trace_id or None)
+    return _finish(intent, IntentStatus.STOPPED, reason)
 
 
 def _place(intent: ExecutionIntent, item: dict, gateway) -> Order:

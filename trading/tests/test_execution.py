@@ -35,3 +35,256 @@ def test_a_manual_market_order_fills_and_opens_a_position(paper_market):
     result = Event.objects.get(type="execution.result").payload
     assert result["status"] == "filled" and result["leverage"] == 3 and result["exchange_order_id"]
     assert D(result["filled_size_usd"]) > 0 and result["slippage_pct"] is not None
+
+
+def events(kind: str) -> list[dict]:
+    from qtweb.events.models import Event
+
+    return list(Event.objects.filter(type=kind).order_by("timestamp").values_list("payload", flat=True))
+
+
+def paper_orders() -> int:
+    from trading.models import PaperOrder
+
+    return PaperOrder.objects.count()
+
+
+def test_the_same_intent_twice_places_one_order(paper_market):
+    from trading.execution.services import intent_process
+    from trading.models import Order
+
+    first = manual("dup-1")
+    again = manual("dup-1")  # a re-delivery finds its intent
+    intent_process(first.pk)
+    assert first.pk == again.pk and Order.objects.count() == 1 and paper_orders() == 1
+
+
+@pytest.mark.parametrize(("kw", "problem"), [
+    ({"amount": "-1"}, "size must be positive"),
+    ({"symbol": "NOPE/USDT:USDT"}, "unknown symbol 'NOPE/USDT:USDT'"),
+    ({"strategy": "yolo"}, "unknown strategy 'yolo'"),
+])
+def test_malformed_manual_orders_are_refused_before_anything_is_sent(paper_market, kw, problem):
+    from trading.execution.services import IntentError
+    from trading.models import ExecutionIntent
+
+    with pytest.raises(IntentError, match=problem):
+        manual("bad-1", **kw)
+    assert not ExecutionIntent.objects.exists() and paper_orders() == 0
+
+
+def test_leverage_above_policy_is_rejected_with_the_reason_and_an_alert(paper_market):
+    from risk.models import RiskDecision
+
+    intent = manual("lev-1", leverage=50)
+    assert intent.status == "rejected" and "leverage 50" in intent.reason
+    decision = RiskDecision.objects.get(intent_key="manual:lev-1" if False else "lev-1")
+    assert not decision.approved and decision.policy_version == 1 and decision.reasons[0]["rule"] == "leverage"
+    alert = events("risk.alert")[-1]
+    assert alert["rule"] == "TRADE_BLOCKED" and alert["rejected"] and alert["reasons"][0]["rule"] == "leverage"
+    assert paper_orders() == 0
+
+
+def test_every_decision_records_the_policy_version_in_force(paper_market):
+    from risk.models import RiskDecision
+    from risk.services.policy import policy_update
+
+    manual("v1")
+    policy_update(changes={"max_position_usd": "50000"}, updated_by="alice", reason="bigger book")
+    manual("v2")
+    versions = dict(RiskDecision.objects.values_list("intent_key", "policy_version"))
+    assert versions == {"v1": 1, "v2": 2}
+    assert events("policy.updated")[-1] == {"policy_version": 2, "changed_fields": ["max_position_usd"],
+                                            "updated_by": "alice"}
+
+
+def test_shadow_mode_records_the_decision_and_sends_nothing(paper_market):
+    from risk.models import RiskDecision
+    from risk.services.modes import mode_set
+
+    mode_set(target="SHADOW", reason="dry run", changed_by="alice", by_operator=True)
+    intent = manual("sh-1")
+    assert intent.status == "shadow" and paper_orders() == 0
+    assert RiskDecision.objects.get(intent_key="sh-1").approved
+
+
+def test_halted_and_reduce_only_block_entries(paper_market):
+    from risk.services.modes import mode_set
+
+    mode_set(target="REDUCE_ONLY", reason="cooling off", changed_by="alice", by_operator=True)
+    assert manual("ro-1").status == "rejected"
+    mode_set(target="HALTED", reason="stop", changed_by="alice", by_operator=True)
+    halted = manual("h-1")
+    assert halted.status == "rejected" and "HALTED" in halted.reason and paper_orders() == 0
+
+
+def test_a_stale_reference_price_rejects(paper_market):
+    import time
+
+    from trading.marketdata.reference import mark_feed_ok
+
+    mark_feed_ok("paper", at=time.time() - 600)
+    intent = manual("stale-1")
+    assert intent.status == "rejected" and "stale" in intent.reason and paper_orders() == 0
+
+
+def test_twap_places_every_slice_and_the_sum_is_the_amount(paper_market):
+    from trading.models import Order
+
+    intent = manual("twap-1", amount="0.09", strategy="twap", params={"slices": 3, "duration_seconds": 0})
+    assert intent.status == "done" and intent.strategy == "twap"
+    orders = list(Order.objects.filter(intent=intent).order_by("slice_index"))
+    assert [o.slice_index for o in orders] == [0, 1, 2] and sum(o.filled for o in orders) == D("0.09")
+    assert len({o.client_order_id for o in orders}) == 3 and intent.filled_amount == D("0.09")
+
+
+def test_twap_slices_wait_for_their_time(paper_market):
+    import time
+
+    from trading.execution.services import intent_advance
+    from trading.models import Order
+
+    intent = manual("twap-2", amount="0.06", strategy="twap", params={"slices": 2, "duration_seconds": 0.6})
+    assert intent.status == "working" and Order.objects.filter(intent=intent).count() == 1
+    assert intent.next_action_at is not None
+    time.sleep(0.35)
+    intent = intent_advance(intent.pk)
+    assert intent.status == "done" and Order.objects.filter(intent=intent).count() == 2
+
+
+def test_vwap_follows_the_volume_profile_and_fills_the_amount(paper_market):
+    from trading.models import Order
+
+    intent = manual("vwap-1", amount="0.15", strategy="vwap", params={"slices": 4, "duration_seconds": 0})
+    assert intent.status == "done" and intent.strategy == "vwap"
+    assert sum(o.filled for o in Order.objects.filter(intent=intent)) == D("0.15")
+
+
+def test_smart_sends_a_small_order_at_market(paper_market):
+    intent = manual("smart-1", amount="0.002", strategy="smart")
+    assert intent.status == "done" and intent.strategy == "market"
+
+
+def test_a_limit_order_rests_then_is_repriced_after_its_timeout(paper_market):
+    import time
+
+    from tests.support.execution import last_close
+    from trading.execution.services import intent_advance
+    from trading.models import Order
+
+    far = (last_close("BTC/USDT:USDT") * D("0.985")).quantize(D("0.1"))
+    intent = manual("lim-1", strategy="limit", order_type="limit", limit_price=far,
+                    params={"limit_timeout_seconds": 0.2})
+    assert intent.status == "working"
+    first = Order.objects.get(intent=intent)
+    assert first.status == "open" and first.price == far
+    time.sleep(0.25)
+    intent = intent_advance(intent.pk)
+    first.refresh_from_db()
+    assert first.status == "cancelled" and len(intent.plan) == 2
+    second = Order.objects.get(intent=intent, slice_index=1)
+    assert second.client_order_id != first.client_order_id and second.price > far
+
+
+def test_a_limit_order_with_cancel_on_timeout_stops(paper_market):
+    import time
+
+    from tests.support.execution import last_close
+    from trading.execution.services import intent_advance
+
+    far = (last_close("BTC/USDT:USDT") * D("0.985")).quantize(D("0.1"))
+    intent = manual("lim-2", strategy="limit", order_type="limit", limit_price=far,
+                    params={"limit_timeout_seconds": 0.1, "on_timeout": "cancel"})
+    time.sleep(0.15)
+    intent = intent_advance(intent.pk)
+    assert intent.status == "stopped" and "timed out" in intent.reason
+
+
+def test_the_slippage_cap_stops_the_remaining_slices(paper_market):
+    from risk.services.policy import policy_update
+    from trading.models import Order
+
+    policy_update(changes={"max_slippage_pct": "0.0001"}, updated_by="test")
+    intent = manual("slip-1", amount="0.09", strategy="twap", params={"slices": 3, "duration_seconds": 0})
+    assert intent.status == "stopped" and "slippage" in intent.reason
+    assert Order.objects.filter(intent=intent).count() < 3
+    assert any(a["rule"] == "max_slippage" for a in events("risk.alert"))
+
+
+def test_a_stop_loss_hit_closes_the_position_with_the_design_fields(paper_market):
+    from trading.models import Position
+    from trading.positions.monitor import monitor_once
+
+    manual("sl-1", leverage=2)
+    pos = Position.objects.get(status="open")
+    Position.objects.filter(pk=pos.pk).update(stop_loss_price=pos.entry_price * 2)  # far above: hit now
+    result = monitor_once()
+    assert result["exits"] == 1
+    pos.refresh_from_db()
+    assert pos.status == "closed" and pos.exit_reason == "stop_loss" and pos.amount == 0
+    closed = events("position.closed")[-1]
+    assert closed["exit_reason"] == "stop_loss" and D(closed["pnl_usd"]) == pos.realized_pnl_usd
+    assert closed["duration_seconds"] >= 0 and closed["entry_model"] == "manual" and closed["leverage"] == 2
+    assert "pnl_pct" in closed and D(closed["fees_usd"]) > 0
+
+
+def test_take_profit_and_position_status(paper_market):
+    from trading.models import Position
+    from trading.positions.monitor import monitor_once
+    from trading.positions.queries import position_status
+
+    manual("tp-1", side="sell", amount="0.1")  # a short on the BTC perpetual
+    pos = Position.objects.get(status="open")
+    assert pos.side == "short"
+    status = position_status("BTC/USDT:USDT")
+    assert status["open"] and status["position"]["side"] == "short"
+    Position.objects.filter(pk=pos.pk).update(take_profit_price=pos.entry_price * 2)  # short: TP above = hit
+    monitor_once()
+    pos.refresh_from_db()
+    assert pos.status == "closed" and pos.exit_reason == "take_profit"
+    assert position_status("BTC/USDT:USDT")["last_closed"]["exit_reason"] == "take_profit"
+    with pytest.raises(ValueError, match="unified symbol"):
+        position_status("btc")
+
+
+def test_signal_plus_decision_trades_once_and_a_reversal_closes(paper_market):
+    from qtweb.events.bus import publish
+    from qtweb.events.schemas import build_envelope
+    from trading.execution.services import intent_from_rl_decision, intent_process
+    from trading.models import ExecutionIntent, Position
+
+    sig = {"symbol": "ETH/USDT:USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.8, "score": 0.6,
+           "ensemble_agreement": 1.0, "models_voted": 4, "model_versions": {"xgboost": "3"}}
+    publish("signal.generated", sig, trace_id="trace-sig-buy-1")
+    decision = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": "BUY", "agent_action": 0.5,
+                                              "kelly_fraction": 0.2, "final_size_usd": "1500", "agent_trained": True,
+                                              "reason": "test"}, trace_id="trace-sig-buy-1", source="ai-service")
+    first = intent_from_rl_decision(decision)
+    assert intent_from_rl_decision(decision).pk == first.pk  # delivered twice: one intent
+    intent = intent_process(first.pk)
+    assert intent.status == "done", intent.reason
+    pos = Position.objects.get(status="open")
+    assert pos.entry_model == "ensemble(xgboost:3)" and pos.entry_confidence == D("0.8") and pos.side == "long"
+    assert pos.trace_id == "trace-sig-buy-1"
+    publish("signal.generated", {**sig, "action": "SELL", "score": -0.6}, trace_id="trace-sig-sell-1")
+    sell = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": "SELL", "agent_action": 0.5,
+                                          "kelly_fraction": 0.2, "final_size_usd": "1500", "agent_trained": True,
+                                          "reason": "test"}, trace_id="trace-sig-sell-1", source="ai-service")
+    close = intent_process(intent_from_rl_decision(sell).pk)
+    pos.refresh_from_db()
+    assert close.reduce_only and pos.status == "closed" and pos.exit_reason == "signal_reversal"
+    assert ExecutionIntent.objects.count() == 2
+
+
+def test_a_low_confidence_signal_is_rejected(paper_market):
+    from qtweb.events.bus import publish
+    from qtweb.events.schemas import build_envelope
+    from trading.execution.services import intent_from_rl_decision, intent_process
+
+    publish("signal.generated", {"symbol": "ETH/USDT:USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.55,
+                                 "score": 0.1, "ensemble_agreement": 0.5, "models_voted": 4}, trace_id="trace-lowc-1")
+    d = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": "BUY", "agent_action": 0.5,
+                                       "kelly_fraction": 0.2, "final_size_usd": "500", "agent_trained": True,
+                                       "reason": "t"}, trace_id="trace-lowc-1", source="ai-service")
+    intent = intent_process(intent_from_rl_decision(d).pk)
+    assert intent.status == "rejected" and "confidence" in intent.reason
