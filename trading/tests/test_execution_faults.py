@@ -1,0 +1,304 @@
+"""Faults in-process on the paper exchange: unknown order outcomes, reconciliation after a crash
+between sending and storing, external orders and positions, the emergency stop while orders
+work, the safety governor, and the RPC-facing queries."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from trading.exchanges import errors
+from trading.exchanges.paper import PaperGateway
+
+D = Decimal
+
+
+class LosingAnswers(PaperGateway):
+    """The real paper exchange, but create_order's answer can be lost: `lose_after_send` places
+    the order and then raises OrderOutcomeUnknown (the answer never came back);
+    `lose_before_send` raises without placing it (the request never arrived)."""
+
+    def __init__(self, *a, lose_after_send: int = 0, lose_before_send: int = 0, **kw):
+        super().__init__(*a, **kw)
+        self.lose_after_send, self.lose_before_send, self.creates = lose_after_send, lose_before_send, []
+
+    def create_order(self, symbol, type, side, amount, price=None, params=None):  # noqa: A002
+        self.creates.append((params or {}).get("clientOrderId"))
+        if self.lose_before_send:
+            self.lose_before_send -= 1
+            raise errors.OrderOutcomeUnknown("timeout", client_order_id=params["clientOrderId"], exchange=self.id)
+        result = super().create_order(symbol, type, side, amount, price, params)
+        if self.lose_after_send:
+            self.lose_after_send -= 1
+            raise errors.OrderOutcomeUnknown("timeout", client_order_id=params["clientOrderId"], exchange=self.id)
+        return result
+
+
+def manual(key: str, symbol="BTC/USDT:USDT", side="buy", amount="0.05", **kw):
+    from trading.execution.services import intent_create, intent_process
+
+    intent, _ = intent_create(key=key, source="manual", symbol=symbol, side=side, amount=D(amount),
+                              strategy=kw.pop("strategy", "market"), **kw)
+    return intent_process(intent.pk)
+
+
+def events(kind: str) -> list[dict]:
+    from qtweb.events.models import Event
+
+    return list(Event.objects.filter(type=kind).order_by("timestamp").values_list("payload", flat=True))
+
+
+def paper_orders(**kw):
+    from trading.models import PaperOrder
+
+    return PaperOrder.objects.filter(**kw)
+
+
+@pytest.fixture
+def losing(paper_market):
+    from trading.execution.gateway import use_gateway
+
+    def make(**kw) -> LosingAnswers:
+        gw = LosingAnswers("default", **kw)
+        use_gateway(gw)
+        return gw
+
+    return make
+
+
+def test_timeout_but_the_order_exists_is_found_by_client_id_and_not_resent(losing):
+    from trading.models import Order
+
+    gw = losing(lose_after_send=1)
+    intent = manual("to-1")
+    order = Order.objects.get(intent=intent)
+    assert intent.status == "done" and order.status == "filled" and order.submit_attempts == 1
+    assert gw.creates == [order.client_order_id] and paper_orders().count() == 1
+
+
+def test_timeout_and_no_order_is_resent_once_with_the_same_id(losing):
+    from trading.models import Order
+
+    gw = losing(lose_before_send=1)
+    intent = manual("to-2")
+    order = Order.objects.get(intent=intent)
+    assert order.status == "filled" and gw.creates == [order.client_order_id] * 2
+    assert paper_orders().count() == 1
+
+
+def test_unknown_twice_is_left_to_reconciliation_which_settles_it(losing):
+    from trading.execution.reconciliation import reconcile
+    from trading.models import Order, Position
+
+    gw = losing(lose_before_send=1, lose_after_send=1)  # not there, then there but the answer lost again
+    intent = manual("to-3")
+    order = Order.objects.get(intent=intent)
+    # second try placed it and lost the answer; the lookup found it: filled, no third send
+    assert order.status == "filled" and len(gw.creates) == 2 and paper_orders().count() == 1
+    assert Position.objects.filter(status="open").count() == 1
+    gw.lose_before_send = 2
+    intent = manual("to-4", symbol="ETH/USDT:USDT", amount="1")
+    order = Order.objects.get(intent=intent)
+    assert order.status == "unknown" and paper_orders(client_order_id=order.client_order_id).count() == 0
+    run = reconcile(reason="test")
+    order.refresh_from_db()
+    assert run.ok and order.status == "rejected" and "no such order" in order.status_reason
+    assert any(m["kind"] == "order_missing" for m in run.mismatches)
+
+
+def test_a_crash_between_send_and_store_is_completed_by_reconciliation(paper_market):
+    """What a SIGKILL after create_order leaves: our row `pending` with one attempt, the order
+    on the exchange. Reconciliation finds it, records the fill and builds the position; the
+    executor then does not send it again."""
+    from trading.execution import planning
+    from trading.execution.orders import order_submit
+    from trading.execution.reconciliation import reconcile
+    from trading.models import Fill, Order, Position
+
+    sym = paper_market["symbols"]["BTC/USDT:USDT"]
+    cid = planning.client_order_id("crash-1", 0)
+    order = Order.objects.create(exchange="paper", client_order_id=cid, symbol=sym, side="buy", type="market",
+                                 amount=D("0.02"), leverage=2, submit_attempts=1, trace_id="trace-crash-1")
+    paper_market["gateway"].create_order("BTC/USDT:USDT", "market", "buy", 0.02, None, {"clientOrderId": cid})
+    run = reconcile(reason="worker_start")
+    order.refresh_from_db()
+    assert run.ok and order.status == "filled" and order.filled == D("0.02")
+    assert Fill.objects.filter(order=order).count() == 1
+    pos = Position.objects.get(status="open")
+    assert pos.amount == D("0.02") and pos.side == "long" and pos.trace_id == "trace-crash-1"
+    assert any(m["kind"] == "missed_fill" for m in run.mismatches)
+    assert "mismatch" in events("system.alert")[-1]["message"]
+    order_submit(order)  # the redelivered task: nothing is sent again
+    assert paper_orders().count() == 1
+    again = reconcile(reason="periodic")
+    assert again.ok and again.mismatches == []
+
+
+def test_reconciliation_imports_external_orders_and_positions_and_closes_vanished_ones(paper_market):
+    from tests.support.execution import last_close
+    from trading.execution.reconciliation import reconcile
+    from trading.models import Order, Position
+
+    gw = paper_market["gateway"]
+    price = float((last_close("ETH/USDT:USDT") * D("0.99")).quantize(D("0.01")))
+    gw.create_order("ETH/USDT:USDT", "limit", "buy", 1, price, {"clientOrderId": "by-hand-1"})
+    gw.create_order("DOGE/USDT:USDT", "market", "sell", 1000, None, {"clientOrderId": "by-hand-2"})
+    sym = paper_market["symbols"]["BTC/USDT:USDT"]
+    ghost = Position.objects.create(exchange="paper", symbol=sym, side="long", amount=D("0.01"),
+                                    max_amount=D("0.01"), entry_price=D("60000"), opened_at=timezone.now())
+    run = reconcile(reason="test")
+    kinds = {m["kind"] for m in run.mismatches}
+    assert run.ok and {"external_order", "external_position", "position_missing"} <= kinds
+    assert Order.objects.get(client_order_id="by-hand-1").origin == "external"
+    doge = Position.objects.get(symbol__symbol="DOGE/USDT:USDT", status="open")
+    assert doge.side == "short" and doge.amount == D("1000") and doge.entry_model == "external"
+    ghost.refresh_from_db()
+    assert ghost.status == "closed" and ghost.exit_reason == "reconciliation"
+
+
+def test_no_order_leaves_before_the_first_reconciliation_succeeds(paper_market):
+    from trading.execution import orders
+    from trading.execution.gateway import use_gateway
+    from trading.models import ReconciliationRun
+
+    class Down(PaperGateway):
+        def fetch_open_orders(self, *a, **kw):
+            raise errors.ExchangeNotAvailable("maintenance", exchange="paper")
+
+    use_gateway(Down("default"))
+    orders.reset_reconciled()
+    with pytest.raises(orders.ExecutionRetry, match="reconciliation has not succeeded"):
+        manual("gate-1")
+    assert paper_orders().count() == 0 and not ReconciliationRun.objects.get().ok
+    use_gateway(paper_market["gateway"])
+    from trading.execution.services import intent_process
+    from trading.models import ExecutionIntent
+
+    intent = intent_process(ExecutionIntent.objects.get(intent_key="gate-1").pk)  # retried later: placed once
+    assert intent.status == "done" and paper_orders().count() == 1
+
+
+def test_emergency_stop_while_orders_work_blocks_cancels_and_flattens(paper_market):
+    from risk.domain.modes import ModeTransitionError
+    from risk.services.governor import emergency_stop
+    from risk.services.modes import mode_get, mode_set
+    from tests.support.execution import last_close
+    from trading.execution.services import emergency_flatten
+    from trading.models import Order, Position
+
+    manual("pos-1")  # a long BTC position
+    manual("pos-2", symbol="ETH/USDT:USDT", side="sell", amount="1")  # a short ETH position
+    resting = manual("rest-1", symbol="ETH/USDT:USDT", strategy="limit", order_type="limit", amount="0.5",
+                     limit_price=(last_close("ETH/USDT:USDT") * D("0.985")).quantize(D("0.01")),
+                     params={"limit_timeout_seconds": 600})
+    twap = manual("twap-e", amount="0.06", strategy="twap", params={"slices": 3, "duration_seconds": 600})
+    assert resting.status == "working" and twap.status == "working"
+    assert emergency_stop(reason="drill", triggered_by="alice", by_operator=True)
+    assert mode_get() == "HALTED" and not emergency_stop(reason="again", triggered_by="alice", by_operator=True)
+    assert manual("after-1").status == "rejected"  # new orders blocked at once
+    stop = events("emergency.stop")[-1]
+    assert stop["triggered_by"] == "alice" and stop["flatten_positions"] is True
+    result = emergency_flatten(event_id="e1", flatten=True)
+    assert result["positions_closed"] == 2
+    assert not Position.objects.filter(status="open").exists()
+    assert {p.exit_reason for p in Position.objects.all()} == {"emergency_stop"}
+    assert not Order.objects.filter(status__in=["open", "partial", "pending"]).exists()
+    assert not paper_orders(status="open").exists()
+    resting.refresh_from_db()
+    twap.refresh_from_db()
+    assert resting.status == "stopped" and twap.status == "stopped"
+    assert Order.objects.filter(intent=twap).count() == 1  # the later slices were never sent
+    with pytest.raises(ModeTransitionError):
+        mode_set(target="NORMAL", reason="resume", changed_by="alice", by_operator=True)  # via REDUCE_ONLY only
+    with pytest.raises(ModeTransitionError):
+        mode_set(target="REDUCE_ONLY", reason="resume", changed_by="governor", by_operator=False)
+    mode_set(target="REDUCE_ONLY", reason="checked the book", changed_by="alice", by_operator=True)
+    mode_set(target="NORMAL", reason="all clear", changed_by="alice", by_operator=True)
+    assert manual("after-2").status == "done"
+
+
+def _closed_loss(sym, pnl="-10", minutes=0):
+    from trading.models import Position
+
+    now = timezone.now() - timedelta(minutes=minutes)
+    return Position.objects.create(exchange="paper", symbol=sym, side="long", status="closed", amount=0,
+                                   max_amount=D("0.01"), entry_price=D("60000"), exit_price=D("59000"),
+                                   realized_pnl_usd=D(pnl), opened_at=now, closed_at=now)
+
+
+def test_consecutive_losses_switch_to_reduce_only(paper_market):
+    from risk.services.governor import governor_check
+    from risk.services.modes import mode_get
+
+    sym = paper_market["symbols"]["BTC/USDT:USDT"]
+    for i in range(4):
+        _closed_loss(sym, minutes=10 - i)
+    assert governor_check().kind == "none" and mode_get() == "NORMAL"
+    _closed_loss(sym, minutes=1)
+    action = governor_check()
+    assert action.kind == "reduce_only" and mode_get() == "REDUCE_ONLY" and "5" in action.reason
+
+
+def test_daily_drawdown_blocks_entries_until_the_next_utc_day(paper_market):
+    from risk.models import DailyEquity, GovernorState
+    from risk.services.governor import governor_check
+
+    DailyEquity.objects.create(day=timezone.now().date(), start_equity_usd=D("112000"))  # now 100k: -10.7 %
+    action = governor_check()
+    assert action.kind == "block_entries"
+    until = GovernorState.objects.get(pk=1).entries_blocked_until
+    assert until > timezone.now() and until.hour == 0 and until.minute == 0
+    intent = manual("dd-1")
+    assert intent.status == "rejected" and "drawdown" in intent.reason
+
+
+def test_emergency_drawdown_halts_and_publishes_emergency_stop(paper_market):
+    from risk.models import DailyEquity
+    from risk.services.governor import governor_check
+    from risk.services.modes import mode_get
+
+    DailyEquity.objects.create(day=timezone.now().date(), start_equity_usd=D("120000"))  # -16.7 %
+    assert governor_check().kind == "emergency_stop" and mode_get() == "HALTED"
+    stop = events("emergency.stop")[-1]
+    assert stop["triggered_by"] == "safety-governor" and stop["drawdown_pct"] > 15
+
+
+def test_validate_risk_answers_like_the_design(paper_market):
+    from risk.services.queries import validate_risk
+
+    ok = validate_risk(symbol="BTC/USDT:USDT", size_usd="5000", leverage=3)
+    assert ok["approved"] and ok["reason"] == "approved" and D(ok["max_allowed_size"]) == D("10000")
+    big = validate_risk(symbol="BTC/USDT:USDT", size_usd=25000, leverage=30)
+    assert not big["approved"] and {r["rule"] for r in big["reasons"]} == {"leverage", "position_size"}
+    for bad, msg in [({"symbol": "btc"}, "unified symbol"), ({"size_usd": "-5"}, "positive"),
+                     ({"size_usd": "abc"}, "number"), ({"leverage": "x"}, "whole number"),
+                     ({"symbol": "NOPE/USDT:USDT"}, "unknown symbol")]:
+        with pytest.raises(ValueError, match=msg):
+            validate_risk(**{"symbol": "BTC/USDT:USDT", "size_usd": "100", "leverage": 1, **bad})
+
+
+def test_portfolio_and_profit_amplification_intents_take_the_same_risk_path(paper_market):
+    from qtweb.events.schemas import build_envelope
+    from trading.models import ExecutionIntent, Position
+    from trading.subscribers import on_portfolio_balance, on_profit_amplification
+
+    manual("base-1", amount="0.05")
+    pos = Position.objects.get(status="open")
+    pal = build_envelope("profit.amplification", {"position_id": str(pos.pk), "symbol": "BTC/USDT:USDT",
+                                                  "action": "add", "add_size_usd": "50000", "reason": "winner"},
+                         trace_id="trace-pal-1", source="analytics-os-service")
+    on_profit_amplification(pal)
+    from trading.execution.services import intent_process
+
+    add = intent_process(ExecutionIntent.objects.get(source="profit_amplification").pk)
+    assert add.status == "rejected" and "max position" in add.reason  # 50k breaches the 10k cap
+    pba = build_envelope("portfolio.balance", {"equity_usd": "100000", "gross_exposure_usd": "3000",
+                                               "directives": ["reduce BTC/USDT:USDT 1000", "nonsense"]},
+                         trace_id="trace-pba-1", source="analytics-os-service")
+    on_portfolio_balance(pba)
+    reduce = intent_process(ExecutionIntent.objects.get(source="portfolio_balance").pk)
+    assert reduce.status == "done" and reduce.reduce_only and reduce.side == "sell"
+    pos.refresh_from_db()
+    assert pos.status == "open" and pos.amount < D("0.05")
