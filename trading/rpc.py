@@ -23,3 +23,13 @@ def get_position_status(symbol: str) -> dict:
     from trading.positions.queries import position_status
 
     return position_status(symbol)
+
+
+@command(Service.EXEC_RISK, "reload_gateway")
+def reload_gateway() -> dict:
+    """Reconnect to the exchange (after changing keys or the account); the next order waits for
+    a fresh reconciliation."""
+    from trading.execution.gateway import exchange_id, reload
+
+    reload()
+    return {"exchange": exchange_id(), "reloaded": True}

@@ -36,9 +36,19 @@ def walk(start: float, n: int, end_ms: int, seed: int, volume: float) -> np.ndar
     return np.column_stack([t, open_, high, low, close, vol])
 
 
-def build_market(*, equity: str = "100000", account: str = "default") -> dict:
-    from django.core.cache import cache
+def clear_app_cache() -> None:
+    """Delete this app's cache keys (Django's `qt:` prefix) but not the broker's queues, which
+    share the Redis database: cache.clear() would FLUSHDB under running workers."""
+    import redis
+    from django.conf import settings
 
+    r = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(r.scan_iter(match="qt:*", count=1000))
+    if keys:
+        r.delete(*keys)
+
+
+def build_market(*, equity: str = "100000", account: str = "default") -> dict:
     from trading.exchanges.paper import PaperGateway, create_account
     from trading.execution import orders
     from trading.execution.gateway import use_gateway
@@ -46,7 +56,7 @@ def build_market(*, equity: str = "100000", account: str = "default") -> dict:
     from trading.marketdata.reference import mark_feed_ok
     from trading.models import Symbol
 
-    cache.clear()
+    clear_app_cache()
     now_ms = int(time.time() * 1000)
     last_open = now_ms - now_ms % M5 - M5  # the last closed bar
     out = {}

@@ -37,3 +37,21 @@ def use_gateway(gateway: ExchangeGateway | None) -> None:
     global _override, _gateway
     _override = gateway
     _gateway = None
+
+
+def reload() -> None:
+    """Drop this process's exchange connection and what it learned from it (markets, the paper
+    account, leverage already set) and require a fresh reconciliation before the next order.
+    For operators after a configuration change (keys, account) — and for tests, whose database
+    is rebuilt under a running worker."""
+    global _gateway
+    from trading.execution import orders
+
+    with _lock:
+        if _gateway is not None:
+            try:
+                _gateway.close()
+            except Exception:
+                pass
+        _gateway = None
+    orders.forget_exchange_state()

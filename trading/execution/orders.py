@@ -76,6 +76,12 @@ def reset_reconciled() -> None:  # tests
     _reconciled.clear()
 
 
+def forget_exchange_state() -> None:
+    """After a gateway reload: leverage must be set again, reconciliation must run again."""
+    _leverage_set.clear()
+    _reconciled.clear()
+
+
 # --- applying the exchange's answer ---------------------------------------------------------
 
 _STATUS = {"open": OrderStatus.OPEN, "closed": OrderStatus.FILLED, "canceled": OrderStatus.CANCELLED,
