@@ -143,8 +143,8 @@ def order_apply(order: Order, data: dict, *, publish_result: bool = True) -> Ord
             from trading.models import Fill
 
             trade_id = f"{data.get('id') or o.client_order_id}:{filled}"
-            Fill.objects.create(order=o, exchange=o.exchange, trade_id=trade_id, price=price, amount=delta, fee_usd=fee_delta, timestamp=_order_datetime(data),
-                                trace_id=o.trace_id)
+            Fill.objects.create(order=o, exchange=o.exchange, trade_id=trade_id, price=price, amount=delta,
+                                fee_usd=fee_delta, timestamp=_order_datetime(data), trace_id=o.trace_id)
             position_apply_fill(order=o, amount=delta, price=price, fee_usd=fee_delta, now=_order_datetime(data))
             o.filled = filled
             o.average_price = average or price
