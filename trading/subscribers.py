@@ -24,9 +24,9 @@ def _process_after_commit(intent) -> None:
     from trading.execution.orders import ExecutionRetry
     from trading.execution.services import intent_process
 
-    def run(pk=intent.pk):
+    def run(pk=intent.pk, row=intent):
         try:
-            intent_process(pk)
+            intent_process(pk, intent=row)
         except ExecutionRetry as exc:
             from trading.tasks import process_intent
 

@@ -45,11 +45,24 @@ class IntentRequest:
     source: str = "signal"
 
 
+_day_start: tuple | None = None  # (day, equity): a day's row never changes once written
+
+
+def forget_day_start() -> None:
+    """Drop the memo (after a gateway reload, a rebuilt test database)."""
+    global _day_start
+    _day_start = None
+
+
 def day_start_equity(equity_usd: Decimal, now=None) -> Decimal:
     """The UTC day's starting equity: the first value seen today, stored once."""
+    global _day_start
     day = (now or timezone.now()).date()
+    if _day_start is not None and _day_start[0] == day:
+        return _day_start[1]
     found = selectors.day_start_equity_get(day)
     if found is not None:
+        _day_start = (day, found)
         return found
     try:
         with transaction.atomic():
@@ -64,13 +77,14 @@ def _direction(side: str) -> str:
 
 
 def snapshot_build(req: IntentRequest, *, view: selectors.AccountView | None = None, symbol: Symbol | None = None,
-                   exclude_intent_key: bool = False) -> rules.Snapshot:
+                   exclude_intent_key: bool = False,
+                   reference: tuple[Decimal | None, float | None] | None = None) -> rules.Snapshot:
     view = view or selectors.account_view()
     now = timezone.now()
     sector = symbol.sector if symbol is not None else (
         Symbol.objects.filter(exchange=view.exchange, symbol=req.symbol).values_list("sector", flat=True).first()
         or "")
-    ref, age = reference_price(view.exchange, req.symbol)
+    ref, age = reference if reference is not None else reference_price(view.exchange, req.symbol)
     # The intent and the position on its symbol are valued at the same price (a reduce-only
     # exit of the whole position must not look bigger than the position by a rounding).
     positions = tuple(rules.Exposure(symbol=p.symbol.symbol, side=p.side,
@@ -115,10 +129,13 @@ def _snapshot_record(s: rules.Snapshot) -> dict:
 
 
 def intent_validate(req: IntentRequest, *, view: selectors.AccountView | None = None, symbol: Symbol | None = None,
-                    record: bool = True, alert: bool = True) -> tuple[rules.Verdict, RiskDecision | None]:
+                    record: bool = True, alert: bool = True,
+                    reference: tuple[Decimal | None, float | None] | None = None,
+                    ) -> tuple[rules.Verdict, RiskDecision | None]:
     """Validate one intent. Records a RiskDecision (unless record=False: RPC what-if questions)
-    and publishes risk.alert TRADE_BLOCKED with every reason when rejected."""
-    snapshot = snapshot_build(req, view=view, symbol=symbol)
+    and publishes risk.alert TRADE_BLOCKED with every reason when rejected. `reference`: the
+    (price, age) the caller already read."""
+    snapshot = snapshot_build(req, view=view, symbol=symbol, reference=reference)
     verdict = rules.validate(snapshot)
     decision = None
     if record:

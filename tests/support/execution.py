@@ -72,6 +72,9 @@ def build_market(*, equity: str = "100000", account: str = "default") -> dict:
     gw = PaperGateway(account)
     use_gateway(gw)
     orders.reset_reconciled()
+    from risk.services.validation import forget_day_start
+
+    forget_day_start()
     return {"symbols": out, "gateway": gw}
 
 

@@ -55,3 +55,6 @@ def reload() -> None:
                 pass
         _gateway = None
     orders.forget_exchange_state()
+    from risk.services.validation import forget_day_start
+
+    forget_day_start()

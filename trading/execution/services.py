@@ -78,12 +78,10 @@ def intent_create(*, key: str, source: str, symbol: str, side: str, size_usd: De
                   params: dict | None = None, confidence: Decimal | None = None, entry_model: str = "",
                   stop_loss_price: Decimal | None = None, take_profit_price: Decimal | None = None,
                   exit_reason: str = "", position: Position | None = None, created_by: str = "",
-                  trace_id: str | None = None) -> tuple[ExecutionIntent, bool]:
-    """Create (or find, by key) an intent. Exactly one of size_usd / amount is needed."""
+                  trace_id: str | None = None, symbol_obj: Symbol | None = None) -> tuple[ExecutionIntent, bool]:
+    """Create (or find, by key) an intent. Exactly one of size_usd / amount is needed. A key
+    already used returns the existing intent (created=False) whatever the other arguments."""
     exchange = exchange_id()
-    existing = ExecutionIntent.objects.filter(intent_key=key).first()
-    if existing is not None:
-        return existing, False
     if side not in ("buy", "sell"):
         raise IntentError(f"side must be 'buy' or 'sell', got {side!r}")
     if strategy not in STRATEGIES:
@@ -92,7 +90,7 @@ def intent_create(*, key: str, source: str, symbol: str, side: str, size_usd: De
         raise IntentError("give exactly one of size_usd and amount")
     if (size_usd is not None and not size_usd > 0) or (amount is not None and not amount > 0):
         raise IntentError(f"size must be positive (size_usd={size_usd}, amount={amount})")
-    sym = _symbol(exchange, symbol)
+    sym = symbol_obj if symbol_obj is not None and symbol_obj.symbol == symbol else _symbol(exchange, symbol)
     try:
         with transaction.atomic():
             intent = ExecutionIntent.objects.create(
@@ -102,8 +100,8 @@ def intent_create(*, key: str, source: str, symbol: str, side: str, size_usd: De
                 confidence=confidence, entry_model=entry_model[:128], stop_loss_price=stop_loss_price,
                 take_profit_price=take_profit_price, exit_reason=exit_reason, position=position,
                 trace_id=trace_id or current_trace_id() or "", created_by=created_by[:150])
-    except IntegrityError:  # a concurrent delivery created it
-        return ExecutionIntent.objects.get(intent_key=key), False
+    except IntegrityError:  # a duplicate delivery (or a concurrent one) created it
+        return ExecutionIntent.objects.select_related("symbol").get(intent_key=key), False
     return intent, True
 
 
@@ -198,20 +196,22 @@ def _plan(intent: ExecutionIntent, sym: Symbol, ref: Decimal, now: datetime) -> 
                        "type": "market"} for s in plan], why
 
 
-def intent_process(intent_id: int) -> ExecutionIntent:
-    """Validate a PENDING intent and start it; advance it if already WORKING."""
+def intent_process(intent_id: int, *, intent: ExecutionIntent | None = None) -> ExecutionIntent:
+    """Validate a PENDING intent and start it; advance it if already WORKING. `intent`: the row
+    the caller just created (saves reading it again)."""
     from risk.services.modes import mode_get
     from risk.services.validation import IntentRequest, intent_validate
 
     with _IntentLock(intent_id) as held:
         if not held:
             return ExecutionIntent.objects.get(pk=intent_id)
-        intent = ExecutionIntent.objects.select_related("symbol").get(pk=intent_id)
+        if intent is None or intent.pk != intent_id or intent.status != IntentStatus.PENDING:
+            intent = ExecutionIntent.objects.select_related("symbol").get(pk=intent_id)
         if intent.status != IntentStatus.PENDING:
             pass
         else:
             sym = intent.symbol
-            ref, _age = reference_price(intent.exchange, sym.symbol)
+            ref, ref_age = reference_price(intent.exchange, sym.symbol)
             if intent.amount == 0 and ref:
                 intent.amount = _quantize_amount(intent.size_usd / ref, sym)
             elif intent.amount > 0:
@@ -248,7 +248,7 @@ def intent_process(intent_id: int) -> ExecutionIntent:
             if intent.source == IntentSource.EMERGENCY:
                 verdict, decision = None, None  # the emergency flatten runs in HALTED by design
             else:
-                verdict, decision = intent_validate(req, symbol=sym)
+                verdict, decision = intent_validate(req, symbol=sym, reference=(ref, ref_age))
             if verdict is not None and not verdict.approved:
                 _set(intent, status=IntentStatus.REJECTED, reason=verdict.reason[:2000], amount=intent.amount,
                      size_usd=intent.size_usd, policy_version=verdict.policy_version,
@@ -283,8 +283,9 @@ def intent_advance(intent_id: int) -> ExecutionIntent:
         return _advance_locked(intent)
 
 
-def _finish(intent: ExecutionIntent, status: str, reason: str = "") -> ExecutionIntent:
-    orders = list(intent.orders.all())
+def _finish(intent: ExecutionIntent, status: str, reason: str = "", *,
+            orders: list[Order] | None = None) -> ExecutionIntent:
+    orders = list(intent.orders.all()) if orders is None else orders
     filled = sum((o.filled for o in orders), ZERO)
     cost = sum((o.filled * (o.average_price or ZERO) for o in orders), ZERO)
     fees = sum((o.fee_usd for o in orders), ZERO)
@@ -330,7 +331,9 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
         return intent
     gateway = execution_gateway()
     mode = mode_get()
-    orders = list(intent.orders.select_related("symbol").order_by("slice_index"))
+    # A fresh intent has no orders yet (a slice-0 row left by a crash is found again by _place).
+    orders = ([] if intent.next_slice == 0 else
+              list(intent.orders.select_related("symbol").order_by("slice_index")))
     emergency = intent.source == IntentSource.EMERGENCY
     if not emergency and (mode == Mode.HALTED or (mode == Mode.REDUCE_ONLY and not intent.reduce_only)
                           or mode == Mode.SHADOW):
@@ -349,9 +352,10 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
         elif o.status == OrderStatus.PENDING_SUBMIT:
             order_svc.order_submit(o, gateway=gateway)
     policy = policy_get()
-    stopped = _slippage_stop(intent, policy, gateway)
-    if stopped is not None:
-        return stopped
+    if orders:
+        stopped = _slippage_stop(intent, policy, gateway)
+        if stopped is not None:
+            return stopped
     now = timezone.now()
     if intent.strategy == "limit":
         return _advance_limit(intent, orders, gateway, now)
@@ -364,15 +368,16 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
             return intent
         _place(intent, item, gateway)
         _set(intent, next_slice=intent.next_slice + 1)
-        stopped = _slippage_stop(intent, policy, gateway)
-        if stopped is not None:
-            return stopped
+        if intent.next_slice < len(intent.plan):  # more to send: is the slippage still within the cap?
+            stopped = _slippage_stop(intent, policy, gateway)
+            if stopped is not None:
+                return stopped
     orders = list(intent.orders.all())
     if any(o.is_open for o in orders):
         _set(intent, next_action_at=now + timedelta(seconds=1))
         _schedule(intent, 1.0)
         return intent
-    return _finish(intent, IntentStatus.DONE)
+    return _finish(intent, IntentStatus.DONE, orders=orders)
 
 
 def _slippage_stop(intent: ExecutionIntent, policy, gateway) -> ExecutionIntent | None:
@@ -399,13 +404,21 @@ def _slippage_stop(intent: ExecutionIntent, policy, gateway) -> ExecutionIntent 
 
 def _place(intent: ExecutionIntent, item: dict, gateway) -> Order:
     cid = planning.client_order_id(intent.intent_key, int(item["index"]))
-    order, _ = Order.objects.get_or_create(
-        exchange=intent.exchange, client_order_id=cid,
-        defaults={"intent": intent, "slice_index": int(item["index"]), "symbol": intent.symbol,
-                  "side": intent.side, "type": item.get("type", "market"), "amount": Decimal(item["amount"]),
-                  "price": Decimal(item["price"]) if item.get("price") else None,
-                  "reduce_only": intent.reduce_only, "leverage": intent.leverage, "strategy": intent.strategy,
-                  "policy_version": intent.policy_version, "trace_id": intent.trace_id})
+    fields = {"intent": intent, "slice_index": int(item["index"]), "symbol": intent.symbol, "side": intent.side,
+              "type": item.get("type", "market"), "amount": Decimal(item["amount"]),
+              "price": Decimal(item["price"]) if item.get("price") else None, "reduce_only": intent.reduce_only,
+              "leverage": intent.leverage, "strategy": intent.strategy, "policy_version": intent.policy_version,
+              "trace_id": intent.trace_id}
+    # Recorded (committed) before it is sent; the slice's deterministic id makes a second
+    # attempt find this row instead of making another order.
+    try:
+        if transaction.get_autocommit():
+            order = Order.objects.create(exchange=intent.exchange, client_order_id=cid, **fields)
+        else:
+            with transaction.atomic():
+                order = Order.objects.create(exchange=intent.exchange, client_order_id=cid, **fields)
+    except IntegrityError:
+        order = Order.objects.get(exchange=intent.exchange, client_order_id=cid)
     order.symbol = intent.symbol
     order.intent = intent
     return order_svc.order_submit(order, gateway=gateway)
@@ -500,7 +513,8 @@ def intent_from_rl_decision(decision_event) -> ExecutionIntent | None:
         if position.exit_pending:
             return None
         intent, _ = intent_create(**common, amount=position.amount, reduce_only=True, strategy="market",
-                                  exit_reason="signal_reversal", position=position, leverage=position.leverage)
+                                  exit_reason="signal_reversal", position=position, leverage=position.leverage,
+                                  symbol_obj=sym)
         return intent
     if size_usd <= 0:
         return None
@@ -508,7 +522,8 @@ def intent_from_rl_decision(decision_event) -> ExecutionIntent | None:
 
     leverage = 1 if sym is None or sym.market_type == MarketType.SPOT else min(int(policy_get().max_leverage),
                                                                                  int(settings.EXECUTION_LEVERAGE))
-    intent, _ = intent_create(**common, size_usd=size_usd.quantize(CENT), leverage=leverage, strategy="smart")
+    intent, _ = intent_create(**common, size_usd=size_usd.quantize(CENT), leverage=leverage, strategy="smart",
+                              symbol_obj=sym)
     return intent
 
 
