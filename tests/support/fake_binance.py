@@ -32,7 +32,9 @@ Faults for the next request(s) of a path: `inject(path, kind, ...)` with kind "4
 (Retry-After header), "5xx" (status 500/502/503/504), "hang" (answer after `seconds`, longer
 than the client's timeout; by default the request is still executed, as when an order reaches
 the matching engine but the answer is lost) or "binance" (an error `code` such as -2010,
--1013, -2013, -1121 with Binance's message).
+-1013, -2013, -1121 with Binance's message). `execute=True` with "5xx" runs the request and
+then answers the error (Binance's 5xx "execution status unknown": the order may exist);
+`execute=False` with "hang" never runs it (lost before the matching engine).
 
     with FakeBinance() as fake:
         fake.base_url  # http://127.0.0.1:PORT, to replace https://fapi.binance.com etc.
@@ -120,7 +122,9 @@ class Fault:
     code: int | None = None
     msg: str | None = None
     seconds: float = 5.0
-    execute: bool = True
+    # Whether the request is executed despite the fault. None: the kind's default ("hang"
+    # executes, "5xx" does not; "429"/"418"/"binance" never execute: the exchange refused).
+    execute: bool | None = None
 
 
 @dataclass
@@ -220,7 +224,7 @@ class FakeBinance:
 
     def inject(self, path: str, kind: str, *, method: str | None = None, times: int = 1, status: int | None = None,
                retry_after: float | None = None, code: int | None = None, msg: str | None = None,
-               seconds: float = 5.0, execute: bool = True) -> None:
+               seconds: float = 5.0, execute: bool | None = None) -> None:
         """Make the next `times` requests to `path` (and `method`, if given) fail as `kind`."""
         if kind not in ("429", "418", "5xx", "hang", "binance"):
             raise ValueError(f"unknown fault kind {kind!r}")
@@ -820,7 +824,7 @@ def _make_handler(fake: FakeBinance):
                         break
             extra: dict[str, str] = {}
             if fault is None or fault.kind == "hang":
-                if fault is not None and not fault.execute:
+                if fault is not None and fault.execute is False:
                     fake._release.wait(fault.seconds)
                     self.close_connection = True
                     return
@@ -833,6 +837,8 @@ def _make_handler(fake: FakeBinance):
                 if fault.retry_after is not None:
                     extra["Retry-After"] = _retry_after_text(fault.retry_after)
             elif fault.kind == "5xx":
+                if fault.execute:  # executed, then the gateway answers 5xx: the caller cannot tell
+                    fake.handle(self.command, parts.path, parts.query, body, headers)
                 status = fault.status or 503
                 payload = "<html><body><h1>Service Unavailable</h1></body></html>"
             else:  # binance error code
