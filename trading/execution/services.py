@@ -129,6 +129,10 @@ def _set(intent: ExecutionIntent, **fields) -> None:
     for k, v in fields.items():
         setattr(intent, k, v)
     intent.save(update_fields=[*fields, "updated_at"])
+    if intent.position_id and fields.get("status") in (IntentStatus.REJECTED, IntentStatus.SHADOW,
+                                                       IntentStatus.FAILED, IntentStatus.STOPPED):
+        # an exit that will not happen: the monitor may try again on the next bar
+        Position.objects.filter(pk=intent.position_id).update(exit_pending=False)
 
 
 # --- validation and planning -------------------------------------------------------------------

@@ -154,6 +154,8 @@ def position_close_external(pos: Position, *, reason: str, exit_price: Decimal |
         return
     price = exit_price or pos.mark_price or pos.entry_price
     pos.realized_pnl_usd += pm.realized_pnl_usd(pos.side, pos.entry_price, price, pos.amount, ZERO)
-    pos.trailing = {**pos.trailing, "exit_qty": str(pos.amount), "exit_cost": str(pos.amount * price)}
+    pos.trailing = {**pos.trailing,
+                    "exit_qty": str(Decimal(str(pos.trailing.get("exit_qty", "0"))) + pos.amount),
+                    "exit_cost": str(Decimal(str(pos.trailing.get("exit_cost", "0"))) + pos.amount * price)}
     pos.amount = ZERO
     _close(pos, exit_reason=reason, now=now)

@@ -288,3 +288,26 @@ def test_a_low_confidence_signal_is_rejected(paper_market):
                                        "reason": "t"}, trace_id="trace-lowc-1", source="ai-service")
     intent = intent_process(intent_from_rl_decision(d).pk)
     assert intent.status == "rejected" and "confidence" in intent.reason
+
+
+def test_a_rejected_exit_lets_the_monitor_try_again(paper_market):
+    import time
+
+    from trading.marketdata.reference import mark_feed_ok
+    from trading.models import ExecutionIntent, Position
+    from trading.positions.monitor import monitor_once
+
+    manual("ex-1")
+    pos = Position.objects.get(status="open")
+    Position.objects.filter(pk=pos.pk).update(stop_loss_price=pos.entry_price * 2)
+    mark_feed_ok("paper", at=time.time() - 600)  # stale prices: the exit is refused by the collar
+    monitor_once()
+    pos.refresh_from_db()
+    assert pos.status == "open" and not pos.exit_pending
+    assert ExecutionIntent.objects.get(source="position_exit").status == "rejected"
+    mark_feed_ok("paper")
+    from trading.execution.services import exit_intent, intent_process
+
+    intent_process(exit_intent(pos, reason="stop_loss", key_suffix="retry").pk)
+    pos.refresh_from_db()
+    assert pos.status == "closed" and pos.exit_reason == "stop_loss"
