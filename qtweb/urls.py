@@ -4,6 +4,27 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ai import api as ai_api
 from qtweb import views
+from risk import api as risk_api
+from trading import api as trading_api
+
+risk = [
+    path("policy/", risk_api.PolicyView.as_view(), name="risk-policy"),
+    path("policy/versions/", risk_api.PolicyVersionListView.as_view(), name="risk-policy-versions"),
+    path("mode/", risk_api.ModeView.as_view(), name="risk-mode"),
+    path("emergency-stop/", risk_api.EmergencyStopView.as_view(), name="risk-emergency-stop"),
+    path("decisions/", risk_api.RiskDecisionListView.as_view(), name="risk-decisions"),
+    path("validate/", risk_api.ValidateRiskView.as_view(), name="risk-validate"),
+]
+
+trading = [
+    path("positions/", trading_api.PositionListView.as_view(), name="trading-positions"),
+    # ?symbol=BTC/USDT:USDT, or the symbol in the path as is (slashes and colons included)
+    path("positions/status/", trading_api.PositionStatusView.as_view(), name="trading-position-status"),
+    path("positions/<path:symbol>/", trading_api.PositionStatusView.as_view(), name="trading-position"),
+    path("orders/", trading_api.OrderListView.as_view(), name="trading-orders"),
+    path("intents/", trading_api.ExecutionIntentListView.as_view(), name="trading-intents"),
+    path("reconciliations/", trading_api.ReconciliationRunListView.as_view(), name="trading-reconciliations"),
+]
 
 api = [
     path("traces/<str:trace_id>/", views.TraceView.as_view(), name="trace-detail"),
@@ -12,6 +33,8 @@ api = [
     path("models/", ai_api.ModelVersionListView.as_view(), name="model-list"),
     path("models/<int:pk>/promote/", ai_api.ModelVersionActionView.as_view(action="promote"), name="model-promote"),
     path("models/<int:pk>/retire/", ai_api.ModelVersionActionView.as_view(action="retire"), name="model-retire"),
+    path("risk/", include(risk)),
+    path("trading/", include(trading)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

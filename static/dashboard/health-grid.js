@@ -1,5 +1,7 @@
 // Live service health grid: a snapshot on connect, then heartbeats, health.status and
 // system.alert events pushed over the dashboard websocket. Ages tick locally between events.
+// The page's one websocket lives here; every event it receives is also dispatched on
+// `document` as a "qt:event" CustomEvent (detail: the event) for the other panels.
 (function () {
   "use strict";
   const grid = document.getElementById("health-grid");
@@ -84,7 +86,11 @@
   function connect() {
     const proto = location.protocol === "https:" ? "wss" : "ws";
     const ws = new WebSocket(`${proto}://${location.host}/ws/dashboard/`);
-    ws.onopen = () => { wsState.dataset.state = "live"; wsState.textContent = "live"; retryMs = 1000; };
+    ws.onopen = () => {
+      wsState.dataset.state = "live"; wsState.textContent = "live"; retryMs = 1000;
+      // Other panels (risk-panel.js) share this socket: they re-read their state on (re)connect.
+      document.dispatchEvent(new CustomEvent("qt:ws-open"));
+    };
     ws.onclose = () => {
       wsState.dataset.state = "closed"; wsState.textContent = "reconnecting…";
       setTimeout(connect, retryMs); retryMs = Math.min(retryMs * 2, 15000);
@@ -92,7 +98,10 @@
     ws.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
       if (data.kind === "snapshot") applySnapshot(data.services);
-      else if (data.kind === "event") onEvent(data.event);
+      else if (data.kind === "event") {
+        onEvent(data.event);
+        document.dispatchEvent(new CustomEvent("qt:event", {detail: data.event}));
+      }
     };
   }
 
