@@ -27,7 +27,14 @@ def execution_gateway() -> ExchangeGateway:
     with _lock:
         if _gateway is None:
             eid = exchange_id()
-            kwargs = {"account": settings.EXECUTION_ACCOUNT} if eid == PAPER_ID else {}
+            if eid == PAPER_ID:
+                kwargs = {"account": settings.EXECUTION_ACCOUNT}
+            else:
+                # A longer Retry-After is waited out by a task retry (ExecutionRetry), never by a
+                # worker asleep inside the gateway.
+                from trading.execution.orders import MAX_INLINE_WAIT_SECONDS
+
+                kwargs = {"max_retry_after_seconds": MAX_INLINE_WAIT_SECONDS}
             _gateway = get_gateway(eid, **kwargs)
         return _gateway
 

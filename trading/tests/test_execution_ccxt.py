@@ -299,14 +299,6 @@ def test_long_retry_after_raises_execution_retry_and_a_later_call_places_once(wo
     assert_filled_once(fake, order)
 
 
-# A known bug, not in the files this test suite may change: trading/execution/gateway.py builds
-# the ccxt gateway with its default max_retry_after_seconds (60 s), so CcxtGateway._write sleeps
-# a 30 s Retry-After inside create_order (blocking the worker) instead of letting orders.py turn
-# it into ExecutionRetry. The fix: pass max_retry_after_seconds=orders.MAX_INLINE_WAIT_SECONDS
-# when execution_gateway() builds a non-paper gateway. Strict: once fixed this XPASSes, and
-# the marker must go.
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="execution_gateway() keeps CcxtGateway's 60 s max_retry_after_seconds")
 def test_the_configured_execution_gateway_hands_a_long_retry_after_to_the_task(world, fake, settings):
     """The gateway the execution layer builds from settings (not this file's test gateway):
     a 30 s Retry-After on create_order must become ExecutionRetry, not a worker blocked inside
