@@ -7,6 +7,20 @@ import pytest
 from tests.support.workers import QUEUES, WorkerSet
 
 
+@pytest.fixture(autouse=True)
+def _forget_process_memos():
+    """Per-process memos of the execution layer (the day's starting equity, leverage already set
+    on the exchange, the first reconciliation) describe one database; each test builds its own."""
+    yield
+    from risk.services import policy
+    from risk.services.validation import forget_day_start
+    from trading.execution.orders import forget_exchange_state
+
+    forget_day_start()
+    forget_exchange_state()
+    policy._memo = None
+
+
 @pytest.fixture
 def redis_conn(settings):
     import redis

@@ -97,6 +97,14 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
     symbol = payload["symbol"]
     action = str(payload["action"])
     p_up = (float(payload["score"]) + 1.0) / 2.0
+    if drawdown is None or exposure is None or equity_usd is None:
+        from risk.selectors import drawdown_and_exposure
+
+        dd, ex, view_equity = drawdown_and_exposure(with_equity=True)
+        drawdown = dd if drawdown is None else drawdown
+        exposure = ex if exposure is None else exposure
+        if equity_usd is None and view_equity is not None and settings.MARKET_EXCHANGE == "paper":
+            equity_usd = view_equity
     equity = Decimal(str(equity_usd if equity_usd is not None else account_equity_usd()))
     if allowed_size_usd is None:
         allowed_size_usd = equity * Decimal(str(getattr(settings, "RL_SIZING_ALLOWED_FRACTION", "0.1")))
@@ -104,12 +112,6 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
         from risk.services.policy import policy_get
 
         max_position_usd = policy_get().max_position_usd
-    if drawdown is None or exposure is None:
-        from risk.selectors import drawdown_and_exposure
-
-        dd, ex = drawdown_and_exposure()
-        drawdown = dd if drawdown is None else drawdown
-        exposure = ex if exposure is None else exposure
     payoff, recent_pnl_usd = payoff_stats()
     recent_pnl = recent_pnl_usd / float(equity) if equity > 0 else 0.0
     volatility = symbol_volatility(symbol, str(payload.get("timeframe", "5m")))

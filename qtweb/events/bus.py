@@ -110,14 +110,25 @@ def publish_many(
     return envelopes
 
 
+OPS_QUEUE = "ops"
+
+
 def _after_commit(envelopes: list[EventEnvelope], routes: dict[uuid.UUID, list[tuple[int, str, str]]]) -> None:
     from qtweb.events.push import push_to_dashboard
 
+    wires = []
     for envelope in envelopes:
         metrics.EVENTS_PUBLISHED.labels(envelope.type.value).inc()
-        wire = envelope.model_dump(mode="json")
-        for delivery_id, subscriber, queue in routes[envelope.event_id]:
-            send_delivery(delivery_id, subscriber, queue, wire)
+        wires.append(envelope.model_dump(mode="json"))
+    # Deliveries to the ops queue (the audit observer, alerting, the dashboard's backers) go
+    # last: the consumers that act on an event (execution, inference, learning) should not
+    # wait behind an audit log's send.
+    for last in (False, True):
+        for envelope, wire in zip(envelopes, wires, strict=True):
+            for delivery_id, subscriber, queue in routes[envelope.event_id]:
+                if (queue == OPS_QUEUE) == last:
+                    send_delivery(delivery_id, subscriber, queue, wire)
+    for wire in wires:
         push_to_dashboard(wire)
 
 

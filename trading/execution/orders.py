@@ -28,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from qtweb.events import EventType
-from qtweb.events.bus import publish
+from qtweb.events.bus import publish, publish_many
 from qtweb.logging import get_logger
 from trading.exchanges import errors
 from trading.execution import planning
@@ -128,6 +128,7 @@ def order_apply(order: Order, data: dict, *, publish_result: bool = True) -> Ord
     average = _dec(data.get("average"))
     if filled < 0 or filled > order.amount * Decimal("1.000001"):
         raise errors.BadResponse(f"order {order.client_order_id}: filled {filled} outside 0..{order.amount}")
+    events: list = []  # position and execution events, published together at the end
     with transaction.atomic():
         o = Order.objects.select_for_update(of=("self",)).select_related("symbol", "intent").get(pk=order.pk)
         was_final = o.status in (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED)
@@ -145,7 +146,8 @@ def order_apply(order: Order, data: dict, *, publish_result: bool = True) -> Ord
             trade_id = f"{data.get('id') or o.client_order_id}:{filled}"
             Fill.objects.create(order=o, exchange=o.exchange, trade_id=trade_id, price=price, amount=delta,
                                 fee_usd=fee_delta, timestamp=_order_datetime(data), trace_id=o.trace_id)
-            position_apply_fill(order=o, amount=delta, price=price, fee_usd=fee_delta, now=_order_datetime(data))
+            position_apply_fill(order=o, amount=delta, price=price, fee_usd=fee_delta, now=_order_datetime(data),
+                                events=events)
             o.filled = filled
             o.average_price = average or price
             o.fee_usd = max(o.fee_usd, fee_total)
@@ -162,11 +164,17 @@ def order_apply(order: Order, data: dict, *, publish_result: bool = True) -> Ord
         o.save()
         final = status in (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED)
         if final and not was_final and publish_result:
-            _publish_result(o)
+            events.insert(0, _result_event(o))
+        if events:
+            publish_many(events, trace_id=o.trace_id or None)
     return o
 
 
 def _publish_result(o: Order) -> None:
+    publish(*_result_event(o), trace_id=o.trace_id or None)
+
+
+def _result_event(o: Order) -> tuple:
     intent = o.intent
     arrival = intent.arrival_price if intent is not None else None
     slippage = None
@@ -176,7 +184,7 @@ def _publish_result(o: Order) -> None:
               OrderStatus.UNKNOWN: "unknown"}.get(o.status, "open")
     if status == "cancelled" and o.filled > 0:
         status = "partially_filled"
-    publish(EventType.EXECUTION_RESULT, {
+    return (EventType.EXECUTION_RESULT, {
         "client_order_id": o.client_order_id, "exchange_order_id": o.exchange_order_id or None,
         "symbol": o.symbol.symbol, "side": o.side, "status": status, "requested_amount": o.amount,
         "filled_amount": o.filled, "average_price": o.average_price if o.filled > 0 else None,
@@ -185,7 +193,7 @@ def _publish_result(o: Order) -> None:
         "fee_usd": o.fee_usd, "strategy": o.strategy or "market",
         "intent_key": intent.intent_key if intent is not None else "", "intent_complete": False,
         "reason": o.status_reason[:500],
-    }, trace_id=o.trace_id or None)
+    })
 
 
 def order_reject(order: Order, reason: str) -> Order:
@@ -236,11 +244,14 @@ def _ensure_leverage(gateway, order: Order) -> None:
     _leverage_set[key] = order.leverage
 
 
-def order_submit(order: Order, *, gateway=None, sleep=time.sleep) -> Order:
-    """Send `order` at most once per outcome (see the module docstring)."""
+def order_submit(order: Order, *, gateway=None, sleep=time.sleep, fresh: bool = False) -> Order:
+    """Send `order` at most once per outcome (see the module docstring). `fresh`: the caller
+    just created the row (nothing else can have touched it yet)."""
     ensure_reconciled()
     gateway = gateway or execution_gateway()
-    order.refresh_from_db()
+    if not fresh:
+        order.refresh_from_db(fields=["status", "submit_attempts", "exchange_order_id", "filled", "average_price",
+                                      "fee_usd", "status_reason", "acknowledged_at"])
     if order.status != OrderStatus.PENDING_SUBMIT:
         return order
     if order.submit_attempts > 0:  # a previous attempt may have reached the exchange

@@ -299,6 +299,7 @@ def _finish(intent: ExecutionIntent, status: str, reason: str = "", *,
         status = IntentStatus.FAILED
         reason = reason or "; ".join(o.status_reason for o in orders if o.status_reason)[:2000] or "nothing filled"
     _set(intent, status=status, reason=(reason or intent.reason)[:2000], filled_amount=filled, average_price=avg,
+         next_slice=intent.next_slice,
          fees_usd=fees, slippage_pct=slippage.quantize(Decimal("0.000001")) if slippage is not None else None,
          next_action_at=None)
     if intent.position_id and status != IntentStatus.WORKING:
@@ -367,18 +368,19 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
         item = intent.plan[intent.next_slice]
         not_before = datetime.fromisoformat(item["not_before"])
         if not_before > now:
-            _set(intent, next_action_at=not_before)
+            _set(intent, next_action_at=not_before, next_slice=intent.next_slice)
             _schedule(intent, (not_before - now).total_seconds())
             return intent
         _place(intent, item, gateway)
-        _set(intent, next_slice=intent.next_slice + 1)
-        if intent.next_slice < len(intent.plan):  # more to send: is the slippage still within the cap?
+        intent.next_slice += 1
+        if intent.next_slice < len(intent.plan):  # more to send: record progress, check slippage
+            _set(intent, next_slice=intent.next_slice)
             stopped = _slippage_stop(intent, policy, gateway)
             if stopped is not None:
                 return stopped
     orders = list(intent.orders.all())
     if any(o.is_open for o in orders):
-        _set(intent, next_action_at=now + timedelta(seconds=1))
+        _set(intent, next_action_at=now + timedelta(seconds=1), next_slice=intent.next_slice)
         _schedule(intent, 1.0)
         return intent
     return _finish(intent, IntentStatus.DONE, orders=orders)
@@ -415,6 +417,7 @@ def _place(intent: ExecutionIntent, item: dict, gateway) -> Order:
               "trace_id": intent.trace_id}
     # Recorded (committed) before it is sent; the slice's deterministic id makes a second
     # attempt find this row instead of making another order.
+    fresh = True
     try:
         if transaction.get_autocommit():
             order = Order.objects.create(exchange=intent.exchange, client_order_id=cid, **fields)
@@ -423,9 +426,10 @@ def _place(intent: ExecutionIntent, item: dict, gateway) -> Order:
                 order = Order.objects.create(exchange=intent.exchange, client_order_id=cid, **fields)
     except IntegrityError:
         order = Order.objects.get(exchange=intent.exchange, client_order_id=cid)
+        fresh = False
     order.symbol = intent.symbol
     order.intent = intent
-    return order_svc.order_submit(order, gateway=gateway)
+    return order_svc.order_submit(order, gateway=gateway, fresh=fresh)
 
 
 def _advance_limit(intent: ExecutionIntent, orders: list[Order], gateway, now: datetime) -> ExecutionIntent:

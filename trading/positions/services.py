@@ -52,7 +52,15 @@ def _margin(p: Position) -> Decimal:
     return notional / Decimal(max(1, p.leverage))
 
 
-def _close(p: Position, *, exit_reason: str, now: datetime) -> None:
+def _emit(events: list | None, event_type, payload: dict, trace_id: str | None) -> None:
+    """Publish now, or collect for the caller's one publish_many (same transaction either way)."""
+    if events is None:
+        publish(event_type, payload, trace_id=trace_id or None)
+    else:
+        events.append((event_type, payload))
+
+
+def _close(p: Position, *, exit_reason: str, now: datetime, events: list | None = None) -> None:
     closed_qty = Decimal(str(p.trailing.get("exit_qty", "0")))
     exit_cost = Decimal(str(p.trailing.get("exit_cost", "0")))
     p.exit_price = (exit_cost / closed_qty) if closed_qty > 0 else p.mark_price or p.entry_price
@@ -64,20 +72,20 @@ def _close(p: Position, *, exit_reason: str, now: datetime) -> None:
     p.save()
     margin = _margin(p)
     pnl_pct = float(p.realized_pnl_usd / margin * 100) if margin > 0 else 0.0
-    publish(EventType.POSITION_CLOSED, {
+    _emit(events, EventType.POSITION_CLOSED, {
         "position_id": str(p.pk), "symbol": p.symbol.symbol, "side": p.side, "amount": p.max_amount,
         "entry_price": p.entry_price, "exit_price": p.exit_price, "pnl_usd": p.realized_pnl_usd,
         "pnl_pct": round(pnl_pct, 6), "fees_usd": p.fees_usd, "exit_reason": exit_reason, "leverage": p.leverage,
         "duration_seconds": max(0.0, (now - p.opened_at).total_seconds()),
         "entry_confidence": float(p.entry_confidence) if p.entry_confidence is not None else None,
         "entry_model": p.entry_model, "opened_at": p.opened_at,
-    }, trace_id=p.trace_id or None)
+    }, p.trace_id)
     log.info("position closed", position_id=p.pk, symbol=p.symbol.symbol, pnl_usd=str(p.realized_pnl_usd),
              exit_reason=exit_reason)
 
 
 def _open(*, order: Order, intent: ExecutionIntent | None, side: str, amount: Decimal, price: Decimal,
-          fee_usd: Decimal, now: datetime) -> Position:
+          fee_usd: Decimal, now: datetime, events: list | None = None) -> Position:
     from risk.services.policy import policy_get
 
     policy = policy_get()
@@ -97,14 +105,16 @@ def _open(*, order: Order, intent: ExecutionIntent | None, side: str, amount: De
         entry_model=(intent.entry_model if intent else "") or ("external" if order.origin == "external" else "manual"),
         entry_confidence=intent.confidence if intent else None, opened_at=now, trace_id=order.trace_id)
     p.symbol = order.symbol
-    publish(EventType.POSITION_OPENED, _event_payload_opened(p), trace_id=order.trace_id or None)
+    _emit(events, EventType.POSITION_OPENED, _event_payload_opened(p), order.trace_id)
     log.info("position opened", position_id=p.pk, symbol=order.symbol.symbol, side=side, amount=str(amount),
              entry_price=str(price))
     return p
 
 
-def position_apply_fill(*, order: Order, amount: Decimal, price: Decimal, fee_usd: Decimal, now: datetime) -> None:
-    """Apply one fill of `order` (must run inside a transaction)."""
+def position_apply_fill(*, order: Order, amount: Decimal, price: Decimal, fee_usd: Decimal, now: datetime,
+                        events: list | None = None) -> None:
+    """Apply one fill of `order` (must run inside a transaction). `events`: collect the
+    position events there instead of publishing each (the caller publishes them together)."""
     intent = order.intent
     direction = "long" if order.side == "buy" else "short"
     pos = (Position.objects.select_for_update().filter(exchange=order.exchange, symbol=order.symbol,
@@ -113,7 +123,8 @@ def position_apply_fill(*, order: Order, amount: Decimal, price: Decimal, fee_us
         if order.reduce_only:
             log.warning("reduce-only fill with no open position", client_order_id=order.client_order_id)
             return
-        _open(order=order, intent=intent, side=direction, amount=amount, price=price, fee_usd=fee_usd, now=now)
+        _open(order=order, intent=intent, side=direction, amount=amount, price=price, fee_usd=fee_usd, now=now,
+              events=events)
         return
     pos.symbol = order.symbol
     if pos.side == direction:  # adding
@@ -136,11 +147,11 @@ def position_apply_fill(*, order: Order, amount: Decimal, price: Decimal, fee_us
     if pos.amount <= 0:
         pos.amount = ZERO
         reason = (intent.exit_reason if intent is not None and intent.exit_reason else "manual")
-        _close(pos, exit_reason=reason, now=now)
+        _close(pos, exit_reason=reason, now=now, events=events)
         leftover = amount - close_qty
         if leftover > 0 and not order.reduce_only:
             _open(order=order, intent=intent, side=direction, amount=leftover, price=price,
-                  fee_usd=fee_usd - close_fee, now=now)
+                  fee_usd=fee_usd - close_fee, now=now, events=events)
     else:
         pos.mark_price = price
         pos.unrealized_pnl_usd = pm.unrealized_pnl_usd(pos.side, pos.entry_price, price, pos.amount)
