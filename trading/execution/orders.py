@@ -118,9 +118,11 @@ def _order_datetime(data: dict) -> datetime:
     return datetime.fromtimestamp(ts / 1000, UTC) if ts else timezone.now()
 
 
-def order_apply(order: Order, data: dict, *, publish_result: bool = True) -> Order:
+def order_apply(order: Order, data: dict, *, publish_result: bool = True, answered_at=None) -> Order:
     """Apply the exchange's view of `order` (a ccxt order) atomically: new fills, position,
-    status, and execution.result when the order reaches a final state."""
+    status, and execution.result when the order reaches a final state. `answered_at`: when the
+    exchange's answer arrived (the order's acknowledgement time; default now)."""
+    answered_at = answered_at or timezone.now()
     status = _STATUS.get(str(data.get("status") or "").lower())
     if status is None:
         raise errors.BadResponse(f"order {order.client_order_id}: unknown status {data.get('status')!r}")
@@ -158,7 +160,7 @@ def order_apply(order: Order, data: dict, *, publish_result: bool = True) -> Ord
         o.status = status
         o.exchange_order_id = str(data.get("id") or o.exchange_order_id or "")
         if o.acknowledged_at is None:
-            o.acknowledged_at = timezone.now()
+            o.acknowledged_at = answered_at
         if status == OrderStatus.REJECTED and not o.status_reason:
             o.status_reason = str((data.get("info") or {}).get("reason") or "rejected by the exchange")[:2000]
         o.save()
@@ -320,8 +322,9 @@ def order_submit(order: Order, *, gateway=None, sleep=time.sleep, fresh: bool = 
             return _mark_unknown(order, f"create_order kept failing: {err}")
         except errors.ExchangeError as err:
             return order_reject(order, f"{type(err).__name__}: {err}")
+        answered_at = timezone.now()
         _fault_point("after_send")
-        return order_apply(order, data)
+        return order_apply(order, data, answered_at=answered_at)
 
 
 def _wait_or_retry(err: errors.ExchangeError, attempt: int, policy, sleep) -> None:
