@@ -132,6 +132,69 @@ def run(n: int) -> dict:
             "inference_hop": summarize(inference_hop), "execution_hop": summarize(execution_hop)}
 
 
+def phases(n: int = 20) -> tuple[dict, float, float]:
+    """In this process, without workers: where the execution side's time goes per intent
+    (intent_from_rl_decision + intent_process on the paper exchange), and SQL statements."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    import risk.domain.rules as rules
+    import risk.services.validation as validation
+    import trading.execution.orders as orders
+    import trading.execution.services as services
+    from qtweb.events.bus import publish
+    from qtweb.events.schemas import build_envelope
+    from trading.exchanges.paper import PaperGateway
+    from trading.execution.gateway import use_gateway
+    from trading.marketdata.reference import mark_feed_ok
+
+    spent: dict[str, float] = {}
+
+    def timed(owner, name: str, label: str) -> None:
+        fn = getattr(owner, name)
+
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - t0
+
+        setattr(owner, name, wrapper)
+
+    gw = PaperGateway("default")
+    use_gateway(gw)
+    orders.reset_reconciled()
+    mark_feed_ok("paper")
+    timed(services, "intent_from_rl_decision", "intent from rl.decision (signal lookup, symbol, position, insert)")
+    timed(validation, "snapshot_build", "risk snapshot (balance, positions, open orders, counts)")
+    timed(rules, "validate", "pure validation")
+    timed(gw, "create_order", "paper exchange create_order")
+    timed(orders, "order_apply", "booking the answer (fill, position, events and their dispatch)")
+
+    def one(i: int) -> float:
+        action = "BUY" if i % 2 == 0 else "SELL"
+        trace = f"bench-phase-{i}-{time.time_ns() % 10**9}"
+        publish("signal.generated", _signal("ETH/USDT:USDT", action), trace_id=trace)
+        decision = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": action, "agent_action": 0.5,
+                                                  "kelly_fraction": 0.2, "final_size_usd": "3000",
+                                                  "agent_trained": False, "reason": "bench"},
+                                  trace_id=trace, source="ai-service")
+        t0 = time.perf_counter()
+        intent = services.intent_from_rl_decision(decision)
+        services.intent_process(intent.pk, intent=intent)
+        return time.perf_counter() - t0
+
+    for i in range(6):
+        one(i)
+    spent.clear()
+    total = 0.0
+    with CaptureQueriesContext(connection) as q:
+        for i in range(n):
+            total += one(100 + i)
+    return ({k: v / n * 1000 for k, v in spent.items()}, total / n * 1000, len(q.captured_queries) / n)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_execution", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                    [(name, s["n"], s["p50"], s["p90"], s["p99"], s["max"]) for name, s in rows]))
     t = r["total"]
     ratio = t["p50"] / r["floor_exec"]["p50"]
+    by_phase, per_intent, statements = phases()
+    print(f"\nexecution side in process: {per_intent:.1f} ms and {statements:.0f} SQL statements per intent")
+    print(md_table(["phase", "ms per intent"], sorted(by_phase.items(), key=lambda kv: -kv[1])))
     print(f"\np50 {t['p50']:.2f} ms (target {TARGET_P50_MS:.0f}: {'met' if t['p50'] <= TARGET_P50_MS else 'MISSED'}), "
           f"p99 {t['p99']:.2f} ms (target {TARGET_P99_MS:.0f}: {'met' if t['p99'] <= TARGET_P99_MS else 'MISSED'}); "
           f"{ratio:.1f}x the bare Celery round trip to the execution worker")
