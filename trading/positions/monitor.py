@@ -26,6 +26,28 @@ def _d(x) -> Decimal:
     return Decimal(repr(float(x)))
 
 
+def _refresh_liquidation_prices(positions: list[Position]) -> None:
+    """The exchange computes liquidation prices (margin mode, tiers, funding paid): copy them."""
+    from trading.exchanges.errors import ExchangeError
+    from trading.execution.gateway import execution_gateway
+
+    perps = [p for p in positions if p.symbol.market_type != "spot"]
+    if not perps:
+        return
+    try:
+        theirs = {p["symbol"]: p for p in execution_gateway().fetch_positions([p.symbol.symbol for p in perps])}
+    except ExchangeError as exc:
+        log.warning("liquidation prices not refreshed", error=str(exc))
+        return
+    for pos in perps:
+        liq = (theirs.get(pos.symbol.symbol) or {}).get("liquidationPrice")
+        if liq:
+            value = Decimal(str(liq))
+            if value > 0 and value != pos.liquidation_price:
+                Position.objects.filter(pk=pos.pk).update(liquidation_price=value)
+                pos.liquidation_price = value
+
+
 def monitor_once(*, symbols: list[str] | None = None) -> dict:
     from risk.services.policy import policy_get
     from trading.execution.services import exit_intent, intent_process
@@ -38,6 +60,7 @@ def monitor_once(*, symbols: list[str] | None = None) -> dict:
     if not positions:
         return {"positions": 0, "exits": 0}
     policy = policy_get()
+    _refresh_liquidation_prices(positions)
     exits = 0
     for pos in positions:
         bar = latest_bar_row(exchange, pos.symbol.symbol)

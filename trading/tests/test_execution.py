@@ -311,3 +311,14 @@ def test_a_rejected_exit_lets_the_monitor_try_again(paper_market):
     intent_process(exit_intent(pos, reason="stop_loss", key_suffix="retry").pk)
     pos.refresh_from_db()
     assert pos.status == "closed" and pos.exit_reason == "stop_loss"
+
+
+def test_the_monitor_copies_the_exchanges_liquidation_price(paper_market):
+    from trading.models import Position
+    from trading.positions.monitor import monitor_once
+
+    manual("liq-1", leverage=10)
+    monitor_once()
+    pos = Position.objects.get(status="open")
+    assert pos.liquidation_price is not None and D("0") < pos.liquidation_price < pos.entry_price
+    assert pos.mark_price is not None and pos.unrealized_pnl_usd == (pos.mark_price - pos.entry_price) * pos.amount
