@@ -87,7 +87,8 @@ def monitor_once(*, symbols: list[str] | None = None) -> dict:
                                          break_even_done=bool(trailing.get("break_even_done")))
                 new = pm.update_trailing(state, side=p.side, entry_price=p.entry_price, high=hi, low=lo,
                                          atr=atr(p.symbol_id), trailing_atr_multiple=policy.trailing_stop_atr_multiple,
-                                         break_even_trigger_pct=policy.break_even_trigger_pct)
+                                         break_even_trigger_pct=policy.break_even_trigger_pct,
+                                         tick_size=pos.symbol.tick_size)
                 if new.stop_loss != p.stop_loss_price:
                     trailing["trailing_active"] = True
                 p.stop_loss_price = new.stop_loss

@@ -322,3 +322,5 @@ def test_the_monitor_copies_the_exchanges_liquidation_price(paper_market):
     pos = Position.objects.get(status="open")
     assert pos.liquidation_price is not None and D("0") < pos.liquidation_price < pos.entry_price
     assert pos.mark_price is not None and pos.unrealized_pnl_usd == (pos.mark_price - pos.entry_price) * pos.amount
+    tick = pos.symbol.tick_size
+    assert pos.stop_loss_price % tick == 0 and pos.take_profit_price % tick == 0  # prices on the tick grid
