@@ -9,7 +9,8 @@ minute.
 - Positions: an exchange position we do not track is imported (entry model `external`); one we
   track that the exchange no longer holds is closed (exit reason `reconciliation`); a size
   difference is reported.
-- Balances: the quote balance is recorded; a negative or missing balance is reported.
+- Balances: recorded with the run; a negative balance is reported, and so is a spot position
+  the exchange's balance of its base currency no longer covers (sold or withdrawn elsewhere).
 Every mismatch raises `system.alert`. A process places no order before its first successful
 run (trading/execution/orders.py::ensure_reconciled).
 """
@@ -76,7 +77,7 @@ def reconcile(*, reason: str = "periodic", gateway=None) -> ReconciliationRun:
         _orders(gateway, exchange, mismatches, actions)
         _external_orders(gateway, exchange, mismatches, actions)
         _positions(gateway, exchange, mismatches, actions)
-        balances = _balances(gateway, mismatches)
+        balances = _balances(gateway, exchange, mismatches)
         run.ok = True
         actions.append({"kind": "balances", "quote_total": balances})
     except errors.ExchangeError as exc:
@@ -217,11 +218,22 @@ def _positions(gateway, exchange: str, mismatches: list, actions: list) -> None:
                            "message": f"{name} {p.get('side')} {size} on the exchange was not tracked: imported"})
 
 
-def _balances(gateway, mismatches: list) -> dict:
+def _balances(gateway, exchange: str, mismatches: list) -> dict:
+    """Balances: a negative one is an error; each spot position we track must be covered by the
+    exchange's balance of its base currency (spot holdings are balances, not positions)."""
     balance = gateway.fetch_balance()
-    totals = {k: v for k, v in (balance.get("total") or {}).items() if v}
+    totals = {k: v for k, v in (balance.get("total") or {}).items() if v is not None}
     for currency, value in totals.items():
-        if value is not None and float(value) < 0:
+        if float(value) < 0:
             mismatches.append({"kind": "negative_balance", "currency": currency,
                                "message": f"{currency} balance is negative on the exchange: {value}"})
-    return {k: str(v) for k, v in totals.items()}
+    held: dict[str, Decimal] = {}
+    for pos in Position.objects.filter(exchange=exchange, status=PositionStatus.OPEN,
+                                       symbol__market_type="spot").select_related("symbol"):
+        held[pos.symbol.base] = held.get(pos.symbol.base, ZERO) + pos.amount
+    for base, amount in held.items():
+        have = _dec(totals.get(base))
+        if have + SIZE_TOLERANCE * amount < amount:
+            mismatches.append({"kind": "balance_short", "currency": base,
+                               "message": f"spot positions hold {amount} {base} but the exchange balance is {have}"})
+    return {k: str(v) for k, v in totals.items() if v}

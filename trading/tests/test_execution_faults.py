@@ -302,3 +302,16 @@ def test_portfolio_and_profit_amplification_intents_take_the_same_risk_path(pape
     assert reduce.status == "done" and reduce.reduce_only and reduce.side == "sell"
     pos.refresh_from_db()
     assert pos.status == "open" and pos.amount < D("0.05")
+
+
+def test_reconciliation_reports_a_spot_position_the_balance_no_longer_covers(paper_market):
+    from trading.execution.reconciliation import reconcile
+    from trading.models import PaperBalance
+
+    intent = manual("spot-1", symbol="BTC/USDT", amount="0.01")
+    assert intent.status == "done"
+    assert reconcile(reason="test").mismatches == []
+    PaperBalance.objects.filter(account__name="default", currency="BTC").update(free=D("0.004"))  # sold by hand
+    run = reconcile(reason="test")
+    short = [m for m in run.mismatches if m["kind"] == "balance_short"]
+    assert run.ok and len(short) == 1 and "0.01" in short[0]["message"] and "BTC" in short[0]["message"]
