@@ -110,6 +110,9 @@ class GovernorState(models.Model):
     block_reason = models.CharField(max_length=2000, blank=True, default="")
     last_emergency_at = models.DateTimeField(null=True, blank=True)
     last_emergency_reason = models.CharField(max_length=2000, blank=True, default="")
+    flatten_pending = models.BooleanField(default=False, help_text="an emergency stop's cancel/flatten is not done")
+    flatten_event_id = models.CharField(max_length=64, blank=True, default="")
+    flatten_positions = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

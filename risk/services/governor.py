@@ -34,8 +34,9 @@ GOVERNOR = "safety-governor"
 
 def emergency_stop(*, reason: str, triggered_by: str, by_operator: bool, flatten: bool | None = None,
                    drawdown_pct: Decimal | None = None, consecutive_losses: int | None = None) -> bool:
-    """HALT now and publish emergency.stop. Returns False if the system was already HALTED
-    (the stop is not repeated; cancelling and flattening already ran)."""
+    """HALT now and publish emergency.stop (the execution worker cancels and flattens; the beat
+    sweep repeats that until nothing is left). Returns False if the system was already HALTED
+    (the mode is unchanged, the cancel/flatten runs again)."""
     reason = (reason or "").strip()
     if len(reason) < 3:
         from risk.domain.modes import ModeTransitionError
@@ -45,18 +46,28 @@ def emergency_stop(*, reason: str, triggered_by: str, by_operator: bool, flatten
     flatten = policy.flatten_on_emergency if flatten is None else bool(flatten)
     with transaction.atomic():
         state = governor_state_locked()
-        if mode_get() == Mode.HALTED:
-            return False
-        mode_set(target=Mode.HALTED, reason=f"emergency stop: {reason}", changed_by=triggered_by,
-                 by_operator=by_operator)
+        already = mode_get() == Mode.HALTED
+        if not already:
+            mode_set(target=Mode.HALTED, reason=f"emergency stop: {reason}", changed_by=triggered_by,
+                     by_operator=by_operator)
         state.last_emergency_at = timezone.now()
         state.last_emergency_reason = reason[:2000]
-        state.save(update_fields=["last_emergency_at", "last_emergency_reason", "updated_at"])
-        publish(EventType.EMERGENCY_STOP, {
+        # Even when HALTED already (set through the mode API, or a stop that did not finish),
+        # the cancel/flatten runs: it is idempotent, and a halt without it leaves orders working.
+        envelope = publish(EventType.EMERGENCY_STOP, {
             "reason": reason[:2000], "triggered_by": str(triggered_by)[:128],
             "drawdown_pct": float(drawdown_pct) if drawdown_pct is not None else None,
             "consecutive_losses": consecutive_losses, "flatten_positions": flatten,
         })
+        state.flatten_pending = True
+        state.flatten_event_id = str(envelope.event_id)
+        state.flatten_positions = flatten
+        state.save(update_fields=["last_emergency_at", "last_emergency_reason", "flatten_pending",
+                                  "flatten_event_id", "flatten_positions", "updated_at"])
+    if already:
+        log.critical("EMERGENCY STOP while HALTED: cancel and flatten run again", reason=reason,
+                     triggered_by=triggered_by)
+        return False
     log.critical("EMERGENCY STOP", reason=reason, triggered_by=triggered_by, flatten=flatten)
     return True
 

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -52,6 +51,8 @@ DEFAULT_TWAP_DURATION_SECONDS = 60.0
 DEFAULT_LIMIT_TIMEOUT_SECONDS = 30.0
 LIMIT_OFFSET_PCT = Decimal("0.02")  # a passive limit sits 0.02 % inside the reference
 MAX_REPRICES = 2
+CANCEL_RETRY_SECONDS = 2.0  # a cancel that failed is tried again this much later
+DUPLICATE_WINDOW_SECONDS = 600  # an identical entry still in flight this recently is a duplicate
 VOLUME_PROFILE_DAYS = 7  # history behind VWAP's intraday volume profile
 LIQUIDITY_BARS = 20  # bars averaged for SMART's "volume of one bar"
 PENDING_GRACE_SECONDS = 5  # a PENDING intent younger than this is still being processed inline
@@ -108,21 +109,38 @@ def intent_create(*, key: str, source: str, symbol: str, side: str, size_usd: De
 # --- locking ----------------------------------------------------------------------------------
 
 
+def _redis():
+    import redis
+
+    global _redis_client
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(settings.REDIS_URL)
+    return _redis_client
+
+
+_redis_client = None
+
+
 class _IntentLock:
     """A short Redis lock per intent: one process works an intent at a time (a DB row lock would
-    have to span the exchange call)."""
+    have to span the exchange call). Released only by its holder (redis-py's token-checked
+    lock), so a holder that overran the expiry cannot free a successor's lock."""
 
     def __init__(self, intent_id: int):
-        self.key = f"exec:lock:intent:{intent_id}"
+        self.lock = _redis().lock(f"qt:exec:lock:intent:{intent_id}", timeout=INTENT_LOCK_SECONDS,
+                                  blocking=False)
         self.held = False
 
     def __enter__(self) -> bool:
-        self.held = bool(cache.add(self.key, 1, INTENT_LOCK_SECONDS))
+        self.held = bool(self.lock.acquire(blocking=False))
         return self.held
 
     def __exit__(self, *exc) -> None:
         if self.held:
-            cache.delete(self.key)
+            try:
+                self.lock.release()
+            except Exception:  # expired meanwhile (LockNotOwnedError): nothing of ours to release
+                log.warning("intent lock expired before release", lock=self.lock.name)
 
 
 def _set(intent: ExecutionIntent, **fields) -> None:
@@ -304,9 +322,34 @@ def _finish(intent: ExecutionIntent, status: str, reason: str = "", *,
          next_action_at=None)
     if intent.position_id and status != IntentStatus.WORKING:
         Position.objects.filter(pk=intent.position_id).update(exit_pending=False)
+    _publish_intent_result(intent, orders, status, filled, avg, fees, slippage)
     log.info("intent finished", intent_key=intent.intent_key, status=status, filled=str(filled),
              average_price=str(avg), slippage_pct=str(slippage), reason=reason)
     return intent
+
+
+def _publish_intent_result(intent: ExecutionIntent, orders: list[Order], status: str, filled: Decimal,
+                           avg: Decimal | None, fees: Decimal, slippage: Decimal | None) -> None:
+    """One execution.result for the whole intent (intent_complete=true): the aggregate of its slices."""
+    if intent.amount <= 0:
+        return
+    last = max(orders, key=lambda o: o.slice_index) if orders else None
+    if filled >= intent.amount:
+        result = "filled"
+    elif filled > 0:
+        result = "partially_filled"
+    else:
+        result = "rejected" if status == IntentStatus.FAILED else "cancelled"
+    publish(EventType.EXECUTION_RESULT, {
+        "client_order_id": last.client_order_id if last else planning.client_order_id(intent.intent_key, 0),
+        "exchange_order_id": (last.exchange_order_id or None) if last else None,
+        "symbol": intent.symbol.symbol, "side": intent.side, "status": result,
+        "requested_amount": intent.amount, "filled_amount": min(filled, intent.amount),
+        "average_price": avg, "filled_size_usd": (filled * (avg or ZERO)).quantize(CENT),
+        "leverage": intent.leverage, "slippage_pct": float(slippage) if slippage is not None else None,
+        "fee_usd": fees, "strategy": intent.strategy or intent.requested_strategy, "intent_key": intent.intent_key,
+        "intent_complete": True, "reason": (intent.reason or "")[:500],
+    }, trace_id=intent.trace_id or None)
 
 
 def _cancel_open_orders(orders: list[Order], gateway) -> None:
@@ -321,7 +364,12 @@ def _cancel_open_orders(orders: list[Order], gateway) -> None:
                                         {"clientOrderId": o.client_order_id})
             order_svc.order_apply(o, data)
         except errors.OrderNotFound:
-            found = order_svc.order_lookup(o, gateway)
+            try:
+                found = order_svc.order_lookup(o, gateway)
+            except errors.ExchangeError as exc:
+                log.error("cancel: order not found and the lookup failed", client_order_id=o.client_order_id,
+                          error=str(exc))
+                continue
             if found is not None:
                 order_svc.order_apply(o, found)
         except errors.ExchangeError as exc:
@@ -451,6 +499,11 @@ def _advance_limit(intent: ExecutionIntent, orders: list[Order], gateway, now: d
         return intent
     if current.is_open:
         _cancel_open_orders([current], gateway)
+        current.refresh_from_db(fields=["status", "filled"])
+        if current.is_open:  # the cancel is not confirmed: never reprice beside a live order
+            _set(intent, next_action_at=now + timedelta(seconds=CANCEL_RETRY_SECONDS))
+            _schedule(intent, CANCEL_RETRY_SECONDS)
+            return intent
     orders = list(intent.orders.select_related("symbol").order_by("slice_index"))
     filled = sum((o.filled for o in orders), ZERO)
     remaining = _quantize_amount(intent.amount - filled, intent.symbol)
@@ -535,6 +588,19 @@ def intent_from_rl_decision(decision_event) -> ExecutionIntent | None:
     return intent
 
 
+def _manual_strategy(r: dict) -> str:
+    """A limit order runs the `limit` strategy (its price is the order's); a market order any other."""
+    strategy = r.get("strategy")
+    if r["order_type"] == "limit":
+        if strategy not in (None, "limit"):
+            raise IntentError(f"a limit order runs with strategy 'limit' (got {strategy!r}); "
+                              "send a market order for twap, vwap or smart")
+        return "limit"
+    if strategy == "limit":
+        raise IntentError("strategy 'limit' needs order_type 'limit' and a price")
+    return strategy or "market"
+
+
 def intent_from_request(event) -> ExecutionIntent:
     """execution.request (a manual order) -> an intent keyed by the operator's client id."""
     r = event.payload
@@ -543,7 +609,7 @@ def intent_from_request(event) -> ExecutionIntent:
     intent, _ = intent_create(
         key=f"manual:{r['client_order_id']}", source=IntentSource.MANUAL, symbol=r["symbol"], side=r["side"],
         amount=Decimal(str(r["amount"])), leverage=int(r.get("leverage", 1)), reduce_only=bool(r.get("reduce_only")),
-        strategy=r.get("strategy") or ("limit" if r["order_type"] == "limit" else "market"),
+        strategy=_manual_strategy(r),
         order_type=r["order_type"], limit_price=Decimal(str(r["price"])) if r.get("price") else None,
         params=params, stop_loss_price=Decimal(str(r["stop_loss_price"])) if r.get("stop_loss_price") else None,
         take_profit_price=Decimal(str(r["take_profit_price"])) if r.get("take_profit_price") else None,
@@ -553,56 +619,117 @@ def intent_from_request(event) -> ExecutionIntent:
 
 def exit_intent(position: Position, *, reason: str, key_suffix: str, source: str = IntentSource.POSITION_EXIT,
                 trace_id: str | None = None) -> ExecutionIntent | None:
-    """A reduce-only market intent closing `position` (TP/SL/trailing, governor, emergency)."""
+    """A reduce-only market intent closing `position` (TP/SL/trailing, governor, emergency).
+
+    None while another exit of the position is in flight. Attempts are numbered under the same
+    suffix, so an exit that was refused or failed (a stale price, a throttle, an exchange error)
+    is tried again on the monitor's next run instead of waiting for the next bar."""
+    in_flight = (IntentStatus.PENDING, IntentStatus.WORKING)
     with transaction.atomic():
         pos = Position.objects.select_for_update(of=("self",)).select_related("symbol").get(pk=position.pk)
         if pos.status != PositionStatus.OPEN or pos.amount <= 0:
             return None
-        key = f"exit:{pos.pk}:{key_suffix}"
-        if pos.exit_pending and not ExecutionIntent.objects.filter(intent_key=key).exists() \
-                and source != IntentSource.EMERGENCY:
+        if ExecutionIntent.objects.filter(position=pos, reduce_only=True, status__in=in_flight).exists():
             return None
+        prefix = f"exit:{pos.pk}:{key_suffix}:"
+        attempt = ExecutionIntent.objects.filter(intent_key__startswith=prefix).count()
         intent, created = intent_create(
-            key=key, source=source, symbol=pos.symbol.symbol, side="sell" if pos.side == "long" else "buy",
-            amount=pos.amount, leverage=pos.leverage, reduce_only=True, strategy="market", exit_reason=reason,
-            position=pos, trace_id=trace_id or pos.trace_id or None, created_by="position-monitor")
+            key=f"{prefix}{attempt}", source=source, symbol=pos.symbol.symbol,
+            side="sell" if pos.side == "long" else "buy", amount=pos.amount, leverage=pos.leverage, reduce_only=True,
+            strategy="market", exit_reason=reason, position=pos, trace_id=trace_id or pos.trace_id or None,
+            created_by="position-monitor", symbol_obj=pos.symbol)
         if created:
             Position.objects.filter(pk=pos.pk).update(exit_pending=True)
     return intent
 
 
+def flatten_pending() -> bool:
+    from risk.models import GovernorState
+
+    return GovernorState.objects.filter(pk=1, flatten_pending=True).exists()
+
+
+def emergency_flatten_pending() -> dict | None:
+    """The beat sweep's retry of an emergency stop that did not finish (exchange errors, a crash)."""
+    from risk.models import GovernorState
+
+    state = GovernorState.objects.filter(pk=1, flatten_pending=True).first()
+    if state is None:
+        return None
+    return emergency_flatten(event_id=state.flatten_event_id, flatten=state.flatten_positions)
+
+
 def emergency_flatten(*, event_id: str, flatten: bool, trace_id: str | None = None) -> dict:
-    """Cancel every open order (ours and any the exchange holds), then close every position."""
+    """Cancel every open order (ours and any the exchange holds), then close every position.
+
+    Each order and position is handled on its own (one failure does not stop the rest). Until
+    nothing is left open, the governor state keeps `flatten_pending` and the beat sweep runs
+    this again; running it twice is harmless."""
+    from risk.models import GovernorState
+
     gateway = execution_gateway()
     exchange = exchange_id()
-    cancelled = 0
-    working = ExecutionIntent.objects.filter(exchange=exchange, status=IntentStatus.WORKING).exclude(
-        source=IntentSource.EMERGENCY)
+    problems: list[str] = []
+    for intent in ExecutionIntent.objects.filter(exchange=exchange, status=IntentStatus.WORKING).exclude(
+            source=IntentSource.EMERGENCY).select_related("symbol"):
+        try:
+            _finish(intent, IntentStatus.STOPPED, "stopped by the emergency stop")
+        except Exception as exc:
+            problems.append(f"intent {intent.intent_key}: {exc}")
     open_orders = list(Order.objects.filter(exchange=exchange, status__in=[
-        OrderStatus.PENDING_SUBMIT, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED]).select_related("symbol", "intent"))
-    _cancel_open_orders(open_orders, gateway)
-    cancelled += sum(1 for o in open_orders if o.submit_attempts or o.status != OrderStatus.PENDING_SUBMIT)
+        OrderStatus.PENDING_SUBMIT, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED]).exclude(
+        intent__source=IntentSource.EMERGENCY).select_related("symbol", "intent"))
+    for order in open_orders:
+        try:
+            _cancel_open_orders([order], gateway)
+        except Exception as exc:
+            problems.append(f"cancel {order.client_order_id}: {exc}")
     try:  # anything the exchange still holds (placed elsewhere, or not yet reconciled)
         for data in gateway.fetch_open_orders():
+            if planning.is_ours(data.get("clientOrderId") or "") and Order.objects.filter(
+                    exchange=exchange, client_order_id=data.get("clientOrderId"),
+                    intent__source=IntentSource.EMERGENCY).exists():
+                continue  # our own flatten orders
             try:
                 gateway.cancel_order(data.get("id") or "", data.get("symbol"))
-                cancelled += 1
             except errors.OrderNotFound:
                 pass
+            except errors.ExchangeError as exc:
+                problems.append(f"cancel {data.get('id')}: {exc}")
     except errors.ExchangeError as exc:
-        log.error("emergency: listing open orders failed", error=str(exc))
-    for intent in working:
-        _finish(intent, IntentStatus.STOPPED, "stopped by the emergency stop")
-    closed = 0
+        problems.append(f"listing open orders: {exc}")
+    closing = 0
     if flatten:
         for pos in Position.objects.filter(exchange=exchange, status=PositionStatus.OPEN).select_related("symbol"):
-            intent = exit_intent(pos, reason="emergency_stop", key_suffix=f"emergency:{event_id}",
-                                 source=IntentSource.EMERGENCY, trace_id=trace_id)
-            if intent is not None:
-                intent_process(intent.pk)
-                closed += 1
-    log.critical("emergency flatten done", cancelled_orders=cancelled, positions_closed=closed, flatten=flatten)
-    return {"cancelled_orders": cancelled, "positions_closed": closed}
+            try:
+                intent = exit_intent(pos, reason="emergency_stop", key_suffix=f"emergency:{event_id}",
+                                     source=IntentSource.EMERGENCY, trace_id=trace_id)
+                if intent is not None:
+                    intent_process(intent.pk, intent=intent)
+                    closing += 1
+            except Exception as exc:
+                problems.append(f"close {pos.symbol.symbol}: {type(exc).__name__}: {exc}")
+    left_orders = Order.objects.filter(exchange=exchange, status__in=[
+        OrderStatus.PENDING_SUBMIT, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN]).exclude(
+        intent__source=IntentSource.EMERGENCY).count()
+    left_positions = Position.objects.filter(exchange=exchange, status=PositionStatus.OPEN).count() if flatten else 0
+    done = not problems and left_orders == 0 and left_positions == 0
+    GovernorState.objects.filter(pk=1).update(flatten_pending=not done)
+    if done:
+        log.critical("emergency flatten done", positions_closing=closing, flatten=flatten)
+    else:
+        log.error("emergency flatten incomplete; the sweep retries", open_orders=left_orders,
+                  open_positions=left_positions, problems=problems[:10])
+    return {"positions_closing": closing, "open_orders_left": left_orders, "open_positions_left": left_positions,
+            "problems": problems, "done": done}
+
+
+def _isolated(fn, arg) -> None:
+    """One intent's failure must not stop the others (the next sweep tries it again)."""
+    try:
+        fn(arg)
+    except Exception as exc:
+        log.warning("sweep item failed; retried on the next sweep", item=arg, error=f"{type(exc).__name__}: {exc}")
 
 
 def sweep() -> dict:
@@ -616,9 +743,11 @@ def sweep() -> dict:
     due = list(ExecutionIntent.objects.filter(exchange=exchange, status=IntentStatus.WORKING,
                                               next_action_at__lte=now).values_list("pk", flat=True)[:SWEEP_BATCH])
     for pk in pending:
-        intent_process(pk)
+        _isolated(intent_process, pk)
     for pk in due:
-        intent_advance(pk)
+        _isolated(intent_advance, pk)
+    if flatten_pending():
+        _isolated(lambda _: emergency_flatten_pending(), None)
     return {"pending": len(pending), "advanced": len(due)}
 
 

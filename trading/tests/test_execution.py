@@ -32,9 +32,12 @@ def test_a_manual_market_order_fills_and_opens_a_position(paper_market):
     assert pos.realized_pnl_usd == -pos.fees_usd and pos.fees_usd > 0
     types = list(Event.objects.order_by("timestamp").values_list("type", flat=True))
     assert "execution.result" in types and "position.opened" in types
-    result = Event.objects.get(type="execution.result").payload
-    assert result["status"] == "filled" and result["leverage"] == 3 and result["exchange_order_id"]
-    assert D(result["filled_size_usd"]) > 0 and result["slippage_pct"] is not None
+    order_level, intent_level = [e.payload for e in Event.objects.filter(type="execution.result").order_by("timestamp")]
+    for result in (order_level, intent_level):
+        assert result["status"] == "filled" and result["leverage"] == 3 and result["exchange_order_id"]
+        assert D(result["filled_size_usd"]) > 0 and result["slippage_pct"] is not None
+    assert not order_level["intent_complete"] and intent_level["intent_complete"]
+    assert intent_level["client_order_id"] == order.client_order_id and intent_level["intent_key"] == "m1"
 
 
 def events(kind: str) -> list[dict]:
@@ -306,11 +309,11 @@ def test_a_rejected_exit_lets_the_monitor_try_again(paper_market):
     assert pos.status == "open" and not pos.exit_pending
     assert ExecutionIntent.objects.get(source="position_exit").status == "rejected"
     mark_feed_ok("paper")
-    from trading.execution.services import exit_intent, intent_process
-
-    intent_process(exit_intent(pos, reason="stop_loss", key_suffix="retry").pk)
+    monitor_once()  # the next run, same bar: a new attempt, not the refused intent again
     pos.refresh_from_db()
     assert pos.status == "closed" and pos.exit_reason == "stop_loss"
+    keys = sorted(ExecutionIntent.objects.filter(source="position_exit").values_list("intent_key", flat=True))
+    assert [k.rsplit(":", 1)[1] for k in keys] == ["0", "1"]
 
 
 def test_the_monitor_copies_the_exchanges_liquidation_price(paper_market):

@@ -196,12 +196,12 @@ def test_emergency_stop_while_orders_work_blocks_cancels_and_flattens(paper_mark
     twap = manual("twap-e", amount="0.06", strategy="twap", params={"slices": 3, "duration_seconds": 600})
     assert resting.status == "working" and twap.status == "working"
     assert emergency_stop(reason="drill", triggered_by="alice", by_operator=True)
-    assert mode_get() == "HALTED" and not emergency_stop(reason="again", triggered_by="alice", by_operator=True)
+    assert mode_get() == "HALTED"
     assert manual("after-1").status == "rejected"  # new orders blocked at once
     stop = events("emergency.stop")[-1]
     assert stop["triggered_by"] == "alice" and stop["flatten_positions"] is True
     result = emergency_flatten(event_id="e1", flatten=True)
-    assert result["positions_closed"] == 2
+    assert result["positions_closing"] == 2 and result["done"] and result["problems"] == []
     assert not Position.objects.filter(status="open").exists()
     assert {p.exit_reason for p in Position.objects.all()} == {"emergency_stop"}
     assert not Order.objects.filter(status__in=["open", "partial", "pending"]).exists()
@@ -315,3 +315,52 @@ def test_reconciliation_reports_a_spot_position_the_balance_no_longer_covers(pap
     run = reconcile(reason="test")
     short = [m for m in run.mismatches if m["kind"] == "balance_short"]
     assert run.ok and len(short) == 1 and "0.01" in short[0]["message"] and "BTC" in short[0]["message"]
+
+
+def test_a_stop_while_already_halted_still_cancels_and_flattens(paper_market):
+    """HALTED through the mode API cancels nothing by itself; the emergency stop then must."""
+    from risk.models import GovernorState
+    from risk.services.governor import emergency_stop
+    from risk.services.modes import mode_set
+    from trading.execution.services import emergency_flatten_pending
+    from trading.models import Position
+
+    manual("halt-pos-1")
+    mode_set(target="HALTED", reason="pause", changed_by="alice", by_operator=True)
+    assert Position.objects.filter(status="open").count() == 1
+    assert emergency_stop(reason="now flatten", triggered_by="alice", by_operator=True) is False  # already HALTED
+    assert events("emergency.stop")[-1]["reason"] == "now flatten"
+    assert GovernorState.objects.get(pk=1).flatten_pending
+    assert emergency_flatten_pending()["done"]
+    assert not Position.objects.filter(status="open").exists() and not GovernorState.objects.get(pk=1).flatten_pending
+
+
+def test_an_emergency_flatten_that_fails_midway_is_retried_by_the_sweep_until_done(losing):
+    from risk.models import GovernorState
+    from risk.services.governor import emergency_stop
+    from trading.execution.services import emergency_flatten_pending, sweep
+    from trading.models import Position
+
+    gw = losing()
+    manual("ef-1")
+    manual("ef-2", symbol="ETH/USDT:USDT", amount="1")
+
+    class Refusing:
+        calls = 0
+
+    real_create = gw.create_order
+
+    def refuse_first(symbol, *a, **kw):  # the exchange refuses the first close outright
+        if Refusing.calls == 0:
+            Refusing.calls += 1
+            raise errors.InvalidOrder("reduce-only order rejected: system busy", exchange="paper")
+        return real_create(symbol, *a, **kw)
+
+    gw.create_order = refuse_first
+    emergency_stop(reason="drill", triggered_by="ops", by_operator=True)
+    first = emergency_flatten_pending()
+    assert not first["done"] and first["open_positions_left"] == 1  # one closed, one refused: the rest went on
+    assert GovernorState.objects.get(pk=1).flatten_pending
+    sweep()  # the beat sweep tries again: a new attempt for the refused position
+    assert not Position.objects.filter(status="open").exists()
+    assert not GovernorState.objects.get(pk=1).flatten_pending
