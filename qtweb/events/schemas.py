@@ -206,7 +206,7 @@ class ExecutionRequest(Payload):
     price: PositiveDecimal | None = None
     reduce_only: bool = False
     leverage: int = Field(default=1, ge=1, le=125)
-    strategy: ExecutionStrategy = ExecutionStrategy.MARKET
+    strategy: ExecutionStrategy | None = None  # None: limit for a limit order, market otherwise
     slices: int | None = Field(default=None, ge=1, le=999)
     duration_seconds: float | None = Field(default=None, ge=0, le=86_400, allow_inf_nan=False)
     limit_timeout_seconds: float | None = Field(default=None, gt=0, le=86_400, allow_inf_nan=False)
@@ -219,6 +219,11 @@ class ExecutionRequest(Payload):
     def _limit_needs_price(self) -> ExecutionRequest:
         if self.order_type is OrderType.LIMIT and self.price is None:
             raise ValueError("price is required for a limit order")
+        if self.order_type is OrderType.LIMIT and self.strategy not in (None, ExecutionStrategy.LIMIT):
+            raise ValueError(f"a limit order runs with strategy 'limit' (got {self.strategy.value!r}); "
+                             "send a market order for twap, vwap or smart")
+        if self.order_type is OrderType.MARKET and self.strategy is ExecutionStrategy.LIMIT:
+            raise ValueError("strategy 'limit' needs order_type 'limit' and a price")
         return self
 
 

@@ -327,3 +327,22 @@ def test_the_monitor_copies_the_exchanges_liquidation_price(paper_market):
     assert pos.mark_price is not None and pos.unrealized_pnl_usd == (pos.mark_price - pos.entry_price) * pos.amount
     tick = pos.symbol.tick_size
     assert pos.stop_loss_price % tick == 0 and pos.take_profit_price % tick == 0  # prices on the tick grid
+
+
+def test_a_manual_limit_order_without_a_strategy_rests_as_a_limit(paper_market):
+    from qtweb.events.schemas import EventValidationError, build_envelope
+    from tests.support.execution import last_close
+    from trading.execution.services import intent_from_request, intent_process
+    from trading.models import Order
+
+    price = str((last_close("BTC/USDT:USDT") * D("0.99")).quantize(D("0.1")))
+    env = build_envelope("execution.request", {"client_order_id": "lim-man-1", "symbol": "BTC/USDT:USDT",
+                                               "side": "buy", "order_type": "limit", "amount": "0.01",
+                                               "price": price}, trace_id="trace-lim-man", source="web")
+    intent = intent_process(intent_from_request(env).pk)
+    order = Order.objects.get(intent=intent)
+    assert intent.strategy == "limit" and order.type == "limit" and order.price == D(price) and order.status == "open"
+    with pytest.raises(EventValidationError, match="strategy 'limit'"):
+        build_envelope("execution.request", {"client_order_id": "lim-man-2", "symbol": "BTC/USDT:USDT",
+                                             "side": "buy", "order_type": "limit", "amount": "0.01", "price": price,
+                                             "strategy": "twap"}, trace_id="trace-lim-man2", source="web")
