@@ -289,6 +289,8 @@ def order_submit(order: Order, *, gateway=None, sleep=time.sleep, fresh: bool = 
             data = gateway.create_order(order.symbol.symbol, order.type, order.side, float(order.amount),
                                         float(order.price) if order.price is not None else None, params)
         except errors.OrderOutcomeUnknown as err:
+            # An exchange may not list an order the moment it accepted it: wait a little first.
+            sleep(_lookup_delay(attempt, policy))
             try:
                 found = order_lookup(order, gateway)
             except errors.ExchangeError as lookup_err:
@@ -306,11 +308,16 @@ def order_submit(order: Order, *, gateway=None, sleep=time.sleep, fresh: bool = 
         except errors.RateLimitExceeded as err:
             _wait_or_retry(err, attempt, policy, sleep)
             continue
+        except errors.DuplicateClientOrderId as err:
+            # The exchange already has an order with this id: the earlier send reached it. It is
+            # ours; find it (never mark it rejected, never send a new id).
+            return _settle_existing(order, gateway, sleep, policy, f"{err}")
         except (errors.InsufficientFunds, errors.InvalidOrder, errors.BadSymbol, errors.AuthenticationError,
                 errors.NotSupported) as err:
             return order_reject(order, f"{type(err).__name__}: {err}")
         except errors.NetworkError as err:  # a backend that does not map create_order timeouts itself
             found = None
+            sleep(_lookup_delay(attempt, policy))
             try:
                 found = order_lookup(order, gateway)
             except errors.ExchangeError:
@@ -325,6 +332,29 @@ def order_submit(order: Order, *, gateway=None, sleep=time.sleep, fresh: bool = 
         answered_at = timezone.now()
         _fault_point("after_send")
         return order_apply(order, data, answered_at=answered_at)
+
+
+def _lookup_delay(attempt: int, policy) -> float:
+    """Backoff with jitter before looking up (or resending) an order whose answer was lost."""
+    return planning.retry_delay(attempt, base_seconds=float(policy.retry_delay_seconds) / 4,
+                                cap_seconds=MAX_INLINE_WAIT_SECONDS, retry_after_seconds=None)
+
+
+def _settle_existing(order: Order, gateway, sleep, policy, why: str) -> Order:
+    """The exchange says the order exists (duplicate clientOrderId): look it up a few times with
+    backoff; if it still cannot be read, leave it `unknown` for reconciliation."""
+    for attempt in range(1, max(1, policy.retry_attempts) + 1):
+        sleep(_lookup_delay(attempt, policy))
+        try:
+            found = order_lookup(order, gateway)
+        except errors.ExchangeError as exc:
+            why = f"{why}; lookup failed: {exc}"
+            continue
+        if found is not None:
+            log.warning("duplicate clientOrderId: the earlier send reached the exchange; not resent",
+                        client_order_id=order.client_order_id)
+            return order_apply(order, found)
+    return _mark_unknown(order, f"the exchange has this clientOrderId but it could not be read: {why}")
 
 
 def _wait_or_retry(err: errors.ExchangeError, attempt: int, policy, sleep) -> None:

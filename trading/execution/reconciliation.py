@@ -32,6 +32,7 @@ from trading.exchanges import errors
 from trading.execution import orders as order_svc
 from trading.execution.gateway import exchange_id, execution_gateway
 from trading.models import (
+    OPEN_ORDER_STATUSES,
     Order,
     OrderOrigin,
     OrderStatus,
@@ -49,6 +50,9 @@ LOCK_KEY = "exec:reconcile:lock"
 LOCK_SECONDS = 120
 WAIT_FOR_LOCK_SECONDS = 30.0
 SIZE_TOLERANCE = Decimal("0.000001")  # relative difference below which sizes agree
+# An order sent without an answer is closed as "not on the exchange" only after this long: an
+# exchange may not list an order the moment it accepted it.
+MISSING_ORDER_GRACE_SECONDS = 120
 
 
 def _dec(v) -> Decimal:
@@ -116,6 +120,13 @@ def _orders(gateway, exchange: str, mismatches: list, actions: list) -> None:
             continue  # never sent: its intent's executor owns it
         found = order_svc.order_lookup(o, gateway)
         if found is None:
+            age = (timezone.now() - o.updated_at).total_seconds()
+            if o.acknowledged_at is None and age < MISSING_ORDER_GRACE_SECONDS:
+                # Just sent, answer lost: an exchange may not list it yet. Judge on a later run.
+                mismatches.append({"kind": "order_not_found_yet", "client_order_id": o.client_order_id,
+                                   "message": f"order {o.client_order_id} ({o.status}) not on the exchange yet "
+                                              f"({age:.0f}s after its last attempt): checked again next run"})
+                continue
             reason = "the exchange has no such order"
             with transaction.atomic():
                 Order.objects.filter(pk=o.pk).update(
@@ -144,10 +155,15 @@ def _external_orders(gateway, exchange: str, mismatches: list, actions: list) ->
     for data in gateway.fetch_open_orders():
         cid = data.get("clientOrderId") or ""
         oid = str(data.get("id") or "")
-        known = Order.objects.filter(exchange=exchange, client_order_id=cid).exists() if cid else False
-        if not known and oid:
-            known = Order.objects.filter(exchange=exchange, exchange_order_id=oid).exists()
-        if known:
+        row = Order.objects.filter(exchange=exchange, client_order_id=cid).first() if cid else None
+        if row is None and oid:
+            row = Order.objects.filter(exchange=exchange, exchange_order_id=oid).first()
+        if row is not None:
+            if not row.is_open:  # we closed it (e.g. "not found" earlier), the exchange has it open
+                order_svc.order_apply(row, data)
+                mismatches.append({"kind": "order_reopened", "client_order_id": row.client_order_id,
+                                   "message": f"order {row.client_order_id} was {row.status} in the database but is "
+                                              "open on the exchange: tracked again"})
             continue
         sym = Symbol.objects.filter(exchange=exchange, symbol=data.get("symbol")).first()
         if sym is None:
@@ -178,9 +194,9 @@ def _positions(gateway, exchange: str, mismatches: list, actions: list) -> None:
     for name, pos in ours.items():
         if pos.symbol.market_type == "spot":
             continue  # spot holdings are balances, not exchange positions
-        if pos.exit_pending or Order.objects.filter(exchange=exchange, symbol=pos.symbol, status__in=[
-                OrderStatus.PENDING_SUBMIT, OrderStatus.UNKNOWN]).exists():
-            continue  # an order in flight: judge on the next run
+        if pos.exit_pending or Order.objects.filter(exchange=exchange, symbol=pos.symbol,
+                                                    status__in=OPEN_ORDER_STATUSES).exists():
+            continue  # an order in flight could fill between our reads: judge on the next run
         p = theirs.get(name)
         if p is None:
             with transaction.atomic():
@@ -203,8 +219,7 @@ def _positions(gateway, exchange: str, mismatches: list, actions: list) -> None:
             mismatches.append({"kind": "external_position_unknown_symbol", "symbol": name,
                                "message": f"exchange position on unknown symbol {name}"})
             continue
-        if Order.objects.filter(exchange=exchange, symbol=sym, status__in=[OrderStatus.PENDING_SUBMIT,
-                                                                           OrderStatus.UNKNOWN]).exists():
+        if Order.objects.filter(exchange=exchange, symbol=sym, status__in=OPEN_ORDER_STATUSES).exists():
             continue
         size = _dec(p.get("contracts")) * _dec(p.get("contractSize") or 1)
         entry = _dec(p.get("entryPrice")) or _dec(p.get("markPrice"))

@@ -104,6 +104,10 @@ def test_unknown_twice_is_left_to_reconciliation_which_settles_it(losing):
     assert order.status == "unknown" and paper_orders(client_order_id=order.client_order_id).count() == 0
     run = reconcile(reason="test")
     order.refresh_from_db()
+    assert run.ok and order.status == "unknown"  # too recent to judge: an exchange may list it late
+    Order.objects.filter(pk=order.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    run = reconcile(reason="test")
+    order.refresh_from_db()
     assert run.ok and order.status == "rejected" and "no such order" in order.status_reason
     assert any(m["kind"] == "order_missing" for m in run.mismatches)
 
@@ -364,3 +368,50 @@ def test_an_emergency_flatten_that_fails_midway_is_retried_by_the_sweep_until_do
     sweep()  # the beat sweep tries again: a new attempt for the refused position
     assert not Position.objects.filter(status="open").exists()
     assert not GovernorState.objects.get(pk=1).flatten_pending
+
+
+def test_a_resend_refused_as_a_duplicate_id_finds_the_order_instead_of_rejecting_it(losing):
+    """The answer is lost, the first lookup misses (the exchange has not indexed it yet), the
+    resend is refused as a duplicate clientOrderId: the order exists; it is found, not rejected."""
+    from trading.models import Order, Position
+
+    gw = losing(lose_after_send=1)
+    real_fetch, real_create = gw.fetch_order, gw.create_order
+    misses = {"n": 1}
+
+    def slow_index(id, symbol=None, params=None):  # noqa: A002
+        if misses["n"]:
+            misses["n"] -= 1
+            raise errors.OrderNotFound("not yet", exchange="paper")
+        return real_fetch(id, symbol, params)
+
+    def create(symbol, type, side, amount, price=None, params=None):  # noqa: A002
+        if paper_orders(client_order_id=params["clientOrderId"]).exists():
+            gw.creates.append(params["clientOrderId"])
+            raise errors.DuplicateClientOrderId("clientOrderId is duplicated", exchange="paper")
+        return real_create(symbol, type, side, amount, price, params)
+
+    gw.fetch_order, gw.create_order = slow_index, create
+    intent = manual("dupid-1")
+    order = Order.objects.get(intent=intent)
+    assert order.status == "filled" and intent.status == "done" and paper_orders().count() == 1
+    assert len(gw.creates) == 2 and Position.objects.filter(status="open").count() == 1
+
+
+def test_an_order_we_closed_but_the_exchange_holds_open_is_tracked_again(paper_market):
+    from tests.support.execution import last_close
+    from trading.execution import planning
+    from trading.execution.reconciliation import reconcile
+    from trading.models import Order
+
+    sym = paper_market["symbols"]["ETH/USDT:USDT"]
+    cid = planning.client_order_id("reopen-1", 0)
+    price = (last_close("ETH/USDT:USDT") * D("0.99")).quantize(D("0.01"))
+    Order.objects.create(exchange="paper", client_order_id=cid, symbol=sym, side="buy", type="limit", amount=D("1"),
+                         price=price, status="rejected", status_reason="reconciliation: the exchange has no such order",
+                         submit_attempts=1)
+    paper_market["gateway"].create_order("ETH/USDT:USDT", "limit", "buy", 1, float(price), {"clientOrderId": cid})
+    run = reconcile(reason="test")
+    order = Order.objects.get(client_order_id=cid)
+    assert run.ok and order.status == "open" and order.exchange_order_id
+    assert [m["kind"] for m in run.mismatches] == ["order_reopened"]
