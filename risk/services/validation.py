@@ -76,8 +76,18 @@ def _direction(side: str) -> str:
     return "long" if side == "buy" else "short"
 
 
+def _fingerprint(side: str, symbol: str, size_usd: Decimal) -> str:
+    return f"{side}:{symbol}:{Decimal(size_usd).quantize(Decimal('1'))}"
+
+
+def _in_flight_entries(exchange: str, own_key: str):
+    from trading.models import ExecutionIntent, IntentStatus
+
+    return (ExecutionIntent.objects.filter(exchange=exchange, status=IntentStatus.WORKING, reduce_only=False)
+            .exclude(intent_key=own_key).select_related("symbol"))
+
+
 def snapshot_build(req: IntentRequest, *, view: selectors.AccountView | None = None, symbol: Symbol | None = None,
-                   exclude_intent_key: bool = False,
                    reference: tuple[Decimal | None, float | None] | None = None) -> rules.Snapshot:
     view = view or selectors.account_view()
     now = timezone.now()
@@ -103,18 +113,30 @@ def snapshot_build(req: IntentRequest, *, view: selectors.AccountView | None = N
             price = refs[o.symbol.symbol] or ZERO
         open_orders.append(rules.OpenOrder(symbol=o.symbol.symbol, side=o.side, notional_usd=remaining * price,
                                            reduce_only=o.reduce_only, sector=o.symbol.sector))
-    recent = frozenset()
-    if req.intent_key and not exclude_intent_key and RiskDecision.objects.filter(
-            intent_key=req.intent_key, approved=True).exists():
-        recent = frozenset({req.intent_key})
+    # Intents in flight: the slices they have not sent yet count as open entry orders (a VWAP
+    # over hours must not leave room for a second full position), and an identical entry still
+    # in flight is a duplicate (the same order asked twice under different keys).
+    recent: set[str] = set()
+    for other in _in_flight_entries(view.exchange, req.intent_key):
+        recent.add(_fingerprint(other.side, other.symbol.symbol, other.size_usd))
+        unsent = sum((Decimal(item["amount"]) for item in (other.plan or [])[other.next_slice:]), ZERO)
+        if unsent > 0:
+            sym_name = other.symbol.symbol
+            if sym_name not in refs:
+                refs[sym_name] = ref if sym_name == req.symbol else reference_price(view.exchange, sym_name)[0]
+            open_orders.append(rules.OpenOrder(symbol=sym_name, side=other.side, reduce_only=False,
+                                               notional_usd=unsent * (refs[sym_name] or ZERO),
+                                               sector=other.symbol.sector))
+    fingerprint = "" if req.reduce_only else _fingerprint(req.side, req.symbol, req.size_usd)
     intent = rules.Intent(symbol=req.symbol, side=req.side, size_usd=req.size_usd, leverage=req.leverage,
-                          reduce_only=req.reduce_only, confidence=req.confidence, intent_key=req.intent_key,
+                          reduce_only=req.reduce_only, confidence=req.confidence, intent_key=fingerprint,
                           sector=sector, price=req.price)
     return rules.Snapshot(
         policy=policy_get(), mode=mode_get().value, equity_usd=view.equity_usd,
         day_start_equity_usd=day_start_equity(view.equity_usd, now), positions=positions,
         open_orders=tuple(open_orders), intent=intent, reference_price=ref, reference_price_age_seconds=age,
-        orders_last_minute=trading_sel.orders_last_minute_count(view.exchange, now), recent_intent_keys=recent,
+        orders_last_minute=trading_sel.orders_last_minute_count(view.exchange, now),
+        recent_intent_keys=frozenset(recent),
         entries_blocked_until=selectors.entries_blocked_until(), now=now)
 
 

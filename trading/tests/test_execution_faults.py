@@ -415,3 +415,15 @@ def test_an_order_we_closed_but_the_exchange_holds_open_is_tracked_again(paper_m
     order = Order.objects.get(client_order_id=cid)
     assert run.ok and order.status == "open" and order.exchange_order_id
     assert [m["kind"] for m in run.mismatches] == ["order_reopened"]
+
+
+def test_unsent_slices_of_a_working_intent_count_against_the_limits_and_duplicates_are_refused(paper_market):
+    from trading.models import ExecutionIntent
+
+    first = manual("vw-1", amount="0.12", strategy="twap", params={"slices": 4, "duration_seconds": 600})
+    assert first.status == "working"  # one slice of 0.03 sent, 0.09 (~5.4k USD) still to come
+    second = manual("vw-2", amount="0.09", strategy="market")  # ~5.4k more: 10.8k > the 10k max position
+    assert second.status == "rejected" and "max position" in second.reason
+    same = manual("vw-3", amount="0.12", strategy="twap", params={"slices": 4, "duration_seconds": 600})
+    assert same.status == "rejected" and "duplicate" in same.reason.lower()
+    assert ExecutionIntent.objects.get(intent_key="vw-1").status == "working"
