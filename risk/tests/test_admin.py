@@ -192,7 +192,7 @@ def test_the_mode_form_shows_a_refused_transition(admin_client):
     assert not ModeChange.objects.exists()
 
 
-def test_the_emergency_stop_page_halts_once(admin_client):
+def test_the_emergency_stop_page_halts_once_and_a_second_stop_flattens_again(admin_client):
     from risk.models import ModeChange
     from risk.services.modes import mode_get
 
@@ -212,7 +212,8 @@ def test_the_emergency_stop_page_halts_once(admin_client):
 
     again = admin_client.post(ESTOP, {"reason": "again", "flatten": ""}, follow=True)
     assert "already HALTED" in again.content.decode()
-    assert ModeChange.objects.count() == 1 and len(events("emergency.stop")) == 1
+    # the mode is not changed again; the cancel/flatten is requested again
+    assert ModeChange.objects.count() == 1 and len(events("emergency.stop")) == 2
 
 
 def test_decisions_and_execution_records_are_read_only(admin_client):
