@@ -134,7 +134,7 @@
         });
         const body = await r.json().catch(() => ({}));
         if (r.ok) {
-          showResult("ok", body.already_halted ? "the system was already HALTED: nothing repeated"
+          showResult("ok", body.already_halted ? "the system was already HALTED: open orders are cancelled and positions flattened again"
             : "HALTED: new orders refused, open orders being cancelled");
           reasonInput.value = "";
           // The mode normally arrives over the websocket; read it if it has not within 5 s.
