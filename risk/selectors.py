@@ -42,12 +42,30 @@ def entries_blocked_until():
     return GovernorState.objects.filter(pk=1).values_list("entries_blocked_until", flat=True).first()
 
 
+def last_operator_resume(*, from_halted_only: bool = False):
+    """When an operator last relaxed the mode (HALTED -> REDUCE_ONLY, or REDUCE_ONLY -> NORMAL /
+    SHADOW; with from_halted_only, only the first kind); None if never."""
+    from django.db.models import Q
+
+    from risk.models import ModeChange
+
+    relaxed = Q(previous_mode="HALTED", mode="REDUCE_ONLY")
+    if not from_halted_only:
+        relaxed |= Q(previous_mode="REDUCE_ONLY", mode__in=("NORMAL", "SHADOW"))
+    return (ModeChange.objects.filter(relaxed, by_operator=True).order_by("-created_at")
+            .values_list("created_at", flat=True).first())
+
+
 def consecutive_losses(exchange: str, limit: int = 50) -> int:
-    """Closed positions with a loss, counted back from the newest until a non-loss."""
+    """Closed positions with a loss, counted back from the newest until a non-loss — only those
+    closed since an operator last resumed (the streak that caused the stop is acknowledged)."""
     from risk.domain.governor import consecutive_losses as count
 
-    pnls = (Position.objects.filter(exchange=exchange, status=PositionStatus.CLOSED)
-            .order_by("-closed_at", "-pk").values_list("realized_pnl_usd", flat=True)[:limit])
+    qs = Position.objects.filter(exchange=exchange, status=PositionStatus.CLOSED)
+    since = last_operator_resume()
+    if since is not None:
+        qs = qs.filter(closed_at__gt=since)
+    pnls = qs.order_by("-closed_at", "-pk").values_list("realized_pnl_usd", flat=True)[:limit]
     return count(pnls)
 
 

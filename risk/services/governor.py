@@ -84,6 +84,17 @@ def governor_check(*, trigger: str = "periodic", view: selectors.AccountView | N
         entries_blocked_until=selectors.entries_blocked_until(), now=now)
     action = gov.assess(inp)
     if action.kind == "emergency_stop":
+        resumed = selectors.last_operator_resume(from_halted_only=True)
+        if resumed is not None and resumed.date() == now.date():
+            # An operator resumed from today's emergency stop: they own that decision. The stop
+            # is not repeated today; new entries stay blocked until the next UTC day.
+            action = gov.GovernorAction(
+                kind="block_entries" if inp.entries_blocked_until is None or inp.entries_blocked_until <= now
+                else "none",
+                reason=f"{action.reason}; an operator resumed from today's emergency stop at {resumed:%H:%M} UTC, "
+                       "so entries are blocked until the next UTC day instead",
+                drawdown_pct=action.drawdown_pct, block_until=gov.next_utc_midnight(now))
+    if action.kind == "emergency_stop":
         emergency_stop(reason=action.reason, triggered_by=GOVERNOR, by_operator=False,
                        drawdown_pct=action.drawdown_pct, consecutive_losses=inp.consecutive_losses)
     elif action.kind == "reduce_only":

@@ -427,3 +427,25 @@ def test_unsent_slices_of_a_working_intent_count_against_the_limits_and_duplicat
     same = manual("vw-3", amount="0.12", strategy="twap", params={"slices": 4, "duration_seconds": 600})
     assert same.status == "rejected" and "duplicate" in same.reason.lower()
     assert ExecutionIntent.objects.get(intent_key="vw-1").status == "working"
+
+
+def test_an_operator_resume_is_not_undone_by_the_governor(paper_market):
+    from risk.models import DailyEquity, GovernorState
+    from risk.services.governor import governor_check
+    from risk.services.modes import mode_get, mode_set
+
+    sym = paper_market["symbols"]["BTC/USDT:USDT"]
+    for i in range(5):
+        _closed_loss(sym, minutes=10 - i)
+    assert governor_check().kind == "reduce_only"
+    mode_set(target="NORMAL", reason="reviewed the losses", changed_by="alice", by_operator=True)
+    assert governor_check().kind == "none" and mode_get() == "NORMAL"  # the acknowledged streak does not count
+    DailyEquity.objects.filter(day=timezone.now().date()).update(start_equity_usd=D("120000"))  # -16.7 %
+    from risk.services.validation import forget_day_start
+
+    forget_day_start()
+    assert governor_check().kind == "emergency_stop" and mode_get() == "HALTED"
+    mode_set(target="REDUCE_ONLY", reason="flat now, watching", changed_by="alice", by_operator=True)
+    action = governor_check()
+    assert action.kind == "block_entries" and mode_get() == "REDUCE_ONLY" and "operator resumed" in action.reason
+    assert GovernorState.objects.get(pk=1).entries_blocked_until > timezone.now()
