@@ -179,7 +179,8 @@ class ModeChangeAdmin(admin.ModelAdmin):
                     self.message_user(request, "EMERGENCY STOP: the system is HALTED; open orders are being "
                                                "cancelled (and positions flattened as requested)", messages.WARNING)
                 else:
-                    self.message_user(request, "the system was already HALTED: open orders are cancelled and positions flattened again", messages.INFO)
+                    self.message_user(request, "the system was already HALTED: open orders are cancelled and "
+                                               "positions flattened again", messages.INFO)
                 return HttpResponseRedirect(reverse("admin:risk_modechange_changelist"))
         context = {
             **self.admin_site.each_context(request),
