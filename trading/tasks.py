@@ -58,9 +58,10 @@ def monitor_positions() -> dict:
     from risk.services.governor import governor_check
     from trading.positions.monitor import monitor_once
 
-    result = monitor_once()
-    governor_check(trigger="monitor")
-    return result
+    try:
+        return monitor_once()
+    finally:  # the governor runs even if the monitor failed: a failing exit is when it matters most
+        governor_check(trigger="monitor")
 
 
 @shared_task(name="trading.reconcile", ignore_result=True, soft_time_limit=120, time_limit=150,

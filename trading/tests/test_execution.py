@@ -346,3 +346,33 @@ def test_a_manual_limit_order_without_a_strategy_rests_as_a_limit(paper_market):
         build_envelope("execution.request", {"client_order_id": "lim-man-2", "symbol": "BTC/USDT:USDT",
                                              "side": "buy", "order_type": "limit", "amount": "0.01", "price": price,
                                              "strategy": "twap"}, trace_id="trace-lim-man2", source="web")
+
+
+def test_a_bar_that_moves_the_trailing_stop_does_not_also_hit_it(paper_market):
+    from trading.marketdata import cache
+    from trading.models import Position
+    from trading.positions.monitor import monitor_once
+
+    manual("trail-1")
+    pos = Position.objects.get(status="open")
+    Position.objects.filter(pk=pos.pk).update(take_profit_price=None)
+    entry = float(pos.entry_price)
+    t0 = int(cache.latest_bar("paper", "5m", "BTC/USDT:USDT")[0])
+    monitor_once()  # remembers the entry's bar
+    old_stop = Position.objects.get(pk=pos.pk).stop_loss_price
+
+    def bar(k, low, high, close):
+        cache.store_latest("paper", "5m", {"BTC/USDT:USDT": [t0 + k * 300_000, low, high, low, close, 10.0]})
+
+    bar(1, low=entry * 1.01, high=entry * 1.05, close=entry * 1.05)  # +1 % at the open, +5 % at the close
+    monitor_once()
+    pos.refresh_from_db()
+    assert pos.status == "open" and pos.stop_loss_price > D(str(entry * 1.01)) > old_stop  # trailed, not hit
+    assert pos.trailing["trailing_active"] and pos.trailing["break_even_done"]
+    monitor_once()  # the same bar again: its low is not searched against the stop it moved
+    pos.refresh_from_db()
+    assert pos.status == "open"
+    bar(2, low=entry * 1.0, high=entry * 1.04, close=entry * 1.0)  # the next bar falls through the stop
+    monitor_once()
+    pos.refresh_from_db()
+    assert pos.status == "closed" and pos.exit_reason == "trailing_stop"
