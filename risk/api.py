@@ -221,9 +221,11 @@ class ValidateRiskSerializer(serializers.Serializer):
 
 class ValidateRiskView(APIView):
     """POST {"symbol", "size_usd", "leverage", "side"}: what the validator would say about that
-    entry now (nothing is recorded). 400 names a malformed argument."""
+    entry now (nothing is recorded). 400 names a malformed argument. Staff only: it reads the
+    account on the exchange (rate-limit weight) like a real decision."""
 
     serializer_class = ValidateRiskSerializer
+    permission_classes = [IsAdminUser]
 
     def post(self, request):
         from risk.services.queries import validate_risk

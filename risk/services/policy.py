@@ -82,8 +82,11 @@ def policy_update(*, changes: dict[str, Any], updated_by: str, reason: str = "")
         raise PolicyError("no changes given: pass at least one policy field")
     if not updated_by or not str(updated_by).strip():
         raise PolicyError("updated_by is required (who changed the policy)")
+    from risk.services.modes import governor_state_locked
+
     with transaction.atomic():
-        current = RiskPolicy.objects.select_for_update().order_by("-version").first() or _ensure_first_version()
+        governor_state_locked()  # a fixed row: concurrent edits queue here, then read the newest version
+        current = RiskPolicy.objects.order_by("-version").first() or _ensure_first_version()
         merged = {**current.values, **changes}
         new_policy = Policy.from_values(merged)  # raises PolicyError listing every bad field
         new_values = new_policy.to_values()

@@ -313,15 +313,17 @@ def market(db, settings):
     use_gateway(None)
 
 
-def test_validate_answers_what_if_without_recording(market, viewer):
+def test_validate_answers_what_if_without_recording(market, staff, viewer):
     from risk.models import RiskDecision
 
-    ok = viewer.post("/api/risk/validate/", {"symbol": "BTC/USDT:USDT", "size_usd": "500", "leverage": 3,
+    refused = viewer.post("/api/risk/validate/", {"symbol": "BTC/USDT:USDT", "size_usd": "500"}, format="json")
+    assert refused.status_code == 403  # it reads the exchange account: staff only
+    ok = staff.post("/api/risk/validate/", {"symbol": "BTC/USDT:USDT", "size_usd": "500", "leverage": 3,
                                              "side": "buy"}, format="json")
     assert ok.status_code == 200, ok.content
     body = ok.json()
     assert body["approved"] is True and body["policy_version"] == 1 and Decimal(body["max_allowed_size"]) > 0
-    too_much = viewer.post("/api/risk/validate/", {"symbol": "BTC/USDT:USDT", "size_usd": "500", "leverage": 50,
+    too_much = staff.post("/api/risk/validate/", {"symbol": "BTC/USDT:USDT", "size_usd": "500", "leverage": 50,
                                                    "side": "sell"}, format="json").json()
     assert too_much["approved"] is False and any(r["rule"] == "leverage" for r in too_much["reasons"])
     assert not RiskDecision.objects.exists()
@@ -336,8 +338,8 @@ def test_validate_answers_what_if_without_recording(market, viewer):
     ({"symbol": "BTC/USDT:USDT", "size_usd": "100", "leverage": 2.5}, "leverage must be a whole number"),
     ({"symbol": "BTC/USDT:USDT"}, "missing size_usd"),
 ])
-def test_validate_names_a_bad_argument(market, viewer, body, needle):
-    resp = viewer.post("/api/risk/validate/", body, format="json")
+def test_validate_names_a_bad_argument(market, staff, body, needle):
+    resp = staff.post("/api/risk/validate/", body, format="json")
     assert resp.status_code == 400 and needle in resp.json()["detail"]
 
 
