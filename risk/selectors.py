@@ -29,7 +29,8 @@ def account_view(gateway=None) -> AccountView:
     exchange = exchange_id()
     positions = trading_sel.open_positions_list(exchange)
     balance = gateway.fetch_balance()
-    return AccountView(exchange=exchange, equity_usd=trading_sel.equity_usd(balance, positions),
+    equity = trading_sel.equity_usd(balance, positions, includes_unrealized_pnl=gateway.balance_includes_unrealized_pnl)
+    return AccountView(exchange=exchange, equity_usd=equity,
                        positions=positions, open_orders=trading_sel.open_orders_list(exchange), balance=balance)
 
 

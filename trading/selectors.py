@@ -38,14 +38,16 @@ def quote_total(balance: dict, quote: str = "USDT") -> Decimal:
     return Decimal(repr(float(total))) if total is not None else ZERO
 
 
-def equity_usd(balance: dict, positions: Iterable[Position], quote: str = "USDT") -> Decimal:
-    """Quote balance (free + used, margin included) + unrealized PnL of perpetual positions +
-    the value of spot holdings at their mark."""
+def equity_usd(balance: dict, positions: Iterable[Position], quote: str = "USDT", *,
+               includes_unrealized_pnl: bool = False) -> Decimal:
+    """Quote balance (free + used, margin included) + unrealized PnL of perpetual positions
+    (unless the exchange's total is a margin balance that already holds it) + the value of spot
+    holdings at their mark."""
     equity = quote_total(balance, quote)
     for p in positions:
         mark = p.mark_price or p.entry_price
         if p.symbol.market_type == MarketType.SPOT:
             equity += p.amount * mark
-        else:
+        elif not includes_unrealized_pnl:
             equity += p.unrealized_pnl_usd
     return equity.quantize(Decimal("0.01"))

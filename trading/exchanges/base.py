@@ -27,6 +27,10 @@ class ExchangeGateway(ABC):
     """One exchange account. Implementations raise trading.exchanges.errors.* only."""
 
     id: str = "base"
+    # Whether fetch_balance()'s quote `total` already includes the unrealized PnL of open
+    # perpetual positions (a margin balance, as Binance futures report it) or is the wallet
+    # balance (the paper exchange). Equity must not count that PnL twice.
+    balance_includes_unrealized_pnl: bool = False
 
     @abstractmethod
     def load_markets(self, reload: bool = False) -> dict[str, Market]: ...

@@ -272,6 +272,10 @@ class CcxtGateway(ExchangeGateway):
         self.has_credentials = bool(credentials["apiKey"] and credentials["secret"])
 
         self._exchange = getattr(ccxt, exchange_id)(config)
+        # ccxt's derivatives balances (Binance USD-M/COIN-M: `marginBalance`) already include
+        # the unrealized PnL of open positions; spot balances are wallet amounts.
+        self.balance_includes_unrealized_pnl = str(
+            (self._exchange.options or {}).get("defaultType", "spot")) in ("future", "swap", "delivery")
         if rate_limit_ms is not None:
             self._exchange.rateLimit = float(rate_limit_ms)
         if self.sandbox:

@@ -376,3 +376,22 @@ def test_a_bar_that_moves_the_trailing_stop_does_not_also_hit_it(paper_market):
     monitor_once()
     pos.refresh_from_db()
     assert pos.status == "closed" and pos.exit_reason == "trailing_stop"
+
+
+def test_equity_counts_unrealized_pnl_once():
+    """Binance futures report a margin balance (wallet + unrealized PnL); the paper exchange a wallet."""
+    from types import SimpleNamespace
+
+    from trading.selectors import equity_usd
+
+    perp = SimpleNamespace(symbol=SimpleNamespace(market_type="swap"), amount=D("1"), mark_price=D("110"),
+                           entry_price=D("100"), unrealized_pnl_usd=D("10"))
+    spot = SimpleNamespace(symbol=SimpleNamespace(market_type="spot"), amount=D("2"), mark_price=D("50"),
+                           entry_price=D("40"), unrealized_pnl_usd=D("20"))
+    wallet = {"total": {"USDT": 1000.0}}
+    assert equity_usd(wallet, [perp, spot]) == D("1110.00")  # 1000 + 10 uPnL + 2 x 50 spot
+    assert equity_usd(wallet, [perp, spot], includes_unrealized_pnl=True) == D("1100.00")
+    from trading.exchanges.ccxt_backend import CcxtGateway
+
+    assert CcxtGateway("binanceusdm").balance_includes_unrealized_pnl
+    assert not CcxtGateway("binance").balance_includes_unrealized_pnl
