@@ -100,16 +100,39 @@ def _dec(value) -> Decimal | None:
     return d
 
 
-def _fee_usd(data: dict, quote: str, price: Decimal | None) -> Decimal:
+STABLE_QUOTES = ("USDT", "USDC", "USD", "BUSD", "FDUSD")
+
+
+def _fee_usd(data: dict, symbol, price: Decimal | None, exchange: str = "") -> Decimal:
+    """The order's fees in USD: quote/stablecoin fees as they are, base-currency fees at the fill
+    price, another currency (BNB, ...) at its own reference price (0 with a warning if unknown)."""
     fees = data.get("fees") or ([data["fee"]] if data.get("fee") else [])
     total = ZERO
     for fee in fees:
         cost = _dec(fee.get("cost")) or ZERO
         currency = fee.get("currency")
-        if currency in (None, quote, "USDT", "USDC", "USD", "BUSD"):
+        if not cost:
+            continue
+        if currency in (None, symbol.quote, *STABLE_QUOTES):
             total += cost
-        elif price:
-            total += cost * price  # a fee in the base currency, valued at the fill price
+        elif currency == symbol.base and price:
+            total += cost * price
+        else:
+            from trading.marketdata.reference import reference_price
+
+            rate = None
+            for pair in (f"{currency}/{symbol.quote}", f"{currency}/{symbol.quote}:{symbol.quote}"):
+                try:
+                    rate = reference_price(exchange or symbol.exchange, pair)[0]
+                except errors.BadSymbol:  # the exchange does not list that pair
+                    rate = None
+                if rate:
+                    break
+            if rate:
+                total += cost * rate
+            else:
+                log.warning("fee in a currency without a price: not counted in USD", currency=currency,
+                            cost=str(cost), order_id=data.get("id"))
     return total
 
 
@@ -135,7 +158,7 @@ def order_apply(order: Order, data: dict, *, publish_result: bool = True, answer
         o = Order.objects.select_for_update(of=("self",)).select_related("symbol", "intent").get(pk=order.pk)
         was_final = o.status in (OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED)
         delta = filled - o.filled
-        fee_total = _fee_usd(data, o.symbol.quote, average)
+        fee_total = _fee_usd(data, o.symbol, average, o.exchange)
         if delta > 0:
             new_cost = (average or ZERO) * filled
             old_cost = (o.average_price or ZERO) * o.filled

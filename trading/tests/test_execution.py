@@ -395,3 +395,16 @@ def test_equity_counts_unrealized_pnl_once():
 
     assert CcxtGateway("binanceusdm").balance_includes_unrealized_pnl
     assert not CcxtGateway("binance").balance_includes_unrealized_pnl
+
+
+def test_fees_are_valued_in_usd_by_their_currency(paper_market):
+    from types import SimpleNamespace
+
+    from trading.execution.orders import _fee_usd
+
+    sym = SimpleNamespace(base="BTC", quote="USDT", exchange="paper")
+    assert _fee_usd({"fee": {"cost": 1.5, "currency": "USDT"}}, sym, D("60000")) == D("1.5")
+    assert _fee_usd({"fee": {"cost": 0.00001, "currency": "BTC"}}, sym, D("60000")) == D("0.6")
+    eth = _fee_usd({"fee": {"cost": 0.001, "currency": "ETH"}}, sym, D("60000"))  # ETH/USDT:USDT is known
+    assert D("0") < eth < D("10")  # valued at ETH's price, not BTC's (which would be 60 USD)
+    assert _fee_usd({"fees": [{"cost": 0.5, "currency": "BNB"}]}, sym, D("60000")) == 0  # no BNB price: 0, logged
