@@ -103,8 +103,8 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
         dd, ex, view_equity = drawdown_and_exposure(with_equity=True)
         drawdown = dd if drawdown is None else drawdown
         exposure = ex if exposure is None else exposure
-        if equity_usd is None and view_equity is not None and settings.MARKET_EXCHANGE == "paper":
-            equity_usd = view_equity
+        if equity_usd is None and view_equity is not None:
+            equity_usd = view_equity  # the execution account's equity, on any exchange
     equity = Decimal(str(equity_usd if equity_usd is not None else account_equity_usd()))
     if allowed_size_usd is None:
         allowed_size_usd = equity * Decimal(str(getattr(settings, "RL_SIZING_ALLOWED_FRACTION", "0.1")))
@@ -114,7 +114,7 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
         max_position_usd = policy_get().max_position_usd
     payoff, recent_pnl_usd = payoff_stats()
     recent_pnl = recent_pnl_usd / float(equity) if equity > 0 else 0.0
-    volatility = symbol_volatility(symbol, str(payload.get("timeframe", "5m")))
+    volatility = symbol_volatility(symbol, str(payload.get("timeframe", "5m")), exchange=settings.MARKET_EXCHANGE)
     if agent is None and use_latest_agent:
         agent = agent_mod.latest_agent()
     decision = agent_mod.decide(symbol, p_up, volatility, drawdown, exposure, recent_pnl, equity, allowed_size_usd,

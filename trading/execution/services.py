@@ -246,7 +246,11 @@ def intent_process(intent_id: int, *, intent: ExecutionIntent | None = None) -> 
             req = IntentRequest(symbol=sym.symbol, side=intent.side, size_usd=intent.size_usd,
                                 leverage=intent.leverage, reduce_only=reduce_only, confidence=intent.confidence,
                                 intent_key=intent.intent_key,
-                                price=intent.limit_price if intent.order_type == "limit" else None,
+                                # the collar checks the price the decision was made at: the limit
+                                # price, or the price the signal saw
+                                price=intent.limit_price if intent.order_type == "limit" else (
+                                    Decimal(intent.params["signal_price"]) if (intent.params or {}).get(
+                                        "signal_price") else None),
                                 source=intent.source)
             problems = []
             if ref is None:
@@ -567,7 +571,9 @@ def intent_from_rl_decision(decision_event) -> ExecutionIntent | None:
     position = (Position.objects.filter(exchange=exchange, symbol=sym, status=PositionStatus.OPEN).first()
                 if sym is not None else None)
     opposite = position is not None and position.side != ("long" if side == "buy" else "short")
+    signal_price = signal.get("price")
     common = {"key": key, "source": IntentSource.SIGNAL, "symbol": d["symbol"], "side": side,
+              "params": {"signal_price": str(signal_price)} if signal_price else {},
               "confidence": Decimal(str(signal.get("confidence"))).quantize(Decimal("0.000001")),
               "entry_model": _entry_model(signal), "trace_id": decision_event.trace_id}
     if opposite:

@@ -408,3 +408,20 @@ def test_fees_are_valued_in_usd_by_their_currency(paper_market):
     eth = _fee_usd({"fee": {"cost": 0.001, "currency": "ETH"}}, sym, D("60000"))  # ETH/USDT:USDT is known
     assert D("0") < eth < D("10")  # valued at ETH's price, not BTC's (which would be 60 USD)
     assert _fee_usd({"fees": [{"cost": 0.5, "currency": "BNB"}]}, sym, D("60000")) == 0  # no BNB price: 0, logged
+
+
+def test_the_collar_checks_the_price_the_signal_saw(paper_market):
+    from qtweb.events.bus import publish
+    from qtweb.events.schemas import build_envelope
+    from tests.support.execution import last_close
+    from trading.execution.services import intent_from_rl_decision, intent_process
+
+    seen = (last_close("ETH/USDT:USDT") * D("1.06")).quantize(D("0.01"))  # 6 % away from the market now
+    publish("signal.generated", {"symbol": "ETH/USDT:USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.8,
+                                 "score": 0.6, "ensemble_agreement": 1.0, "models_voted": 4, "price": str(seen)},
+            trace_id="trace-collar-1")
+    d = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": "BUY", "agent_action": 0.5,
+                                       "kelly_fraction": 0.2, "final_size_usd": "500", "agent_trained": True,
+                                       "reason": "t"}, trace_id="trace-collar-1", source="ai-service")
+    intent = intent_process(intent_from_rl_decision(d).pk)
+    assert intent.status == "rejected" and "collar" in intent.reason
