@@ -163,5 +163,7 @@ def run_once(
         _mark_announced(exchange, timeframe, announce)
     if result.new_bars:  # after the commit: readers never see a bar the database does not have
         cache.store_latest(exchange, timeframe, {s: list(r[-1]) for s, r in result.new_bars.items()})
-    reference.mark_feed_ok(exchange)  # the cached prices are confirmed current as of now
+    # the cached prices are confirmed current as of now, except those of symbols that failed
+    # (a symbol that recovers brings the bars it missed, so new bars clear its failure)
+    reference.mark_feed_ok(exchange, ok_symbols=list(result.new_bars), failed_symbols=list(result.errors))
     return result

@@ -425,3 +425,17 @@ def test_the_collar_checks_the_price_the_signal_saw(paper_market):
                                        "reason": "t"}, trace_id="trace-collar-1", source="ai-service")
     intent = intent_process(intent_from_rl_decision(d).pk)
     assert intent.status == "rejected" and "collar" in intent.reason
+
+
+def test_a_symbol_the_feed_keeps_failing_to_fetch_has_a_stale_price(paper_market):
+    import time
+
+    from trading.marketdata.reference import mark_feed_ok, reference_price
+
+    mark_feed_ok("paper", at=time.time() - 600, failed_symbols=["ETH/USDT:USDT"])  # failing for 10 minutes
+    mark_feed_ok("paper", failed_symbols=["ETH/USDT:USDT"])  # the feed itself answered just now
+    assert reference_price("paper", "ETH/USDT:USDT")[1] >= 599
+    assert reference_price("paper", "BTC/USDT:USDT")[1] < 5
+    assert manual("stale-eth", symbol="ETH/USDT:USDT", amount="0.5").status == "rejected"
+    mark_feed_ok("paper", ok_symbols=["ETH/USDT:USDT"])  # it recovered
+    assert reference_price("paper", "ETH/USDT:USDT")[1] < 5
