@@ -20,7 +20,6 @@ import os
 import socket
 from decimal import Decimal
 
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -61,18 +60,16 @@ def _dec(v) -> Decimal:
 
 def reconcile(*, reason: str = "periodic", gateway=None) -> ReconciliationRun:
     """One reconciliation run (serialised across processes by a Redis lock)."""
-    import time
 
     gateway = gateway or execution_gateway()
     exchange = exchange_id()
-    deadline = time.monotonic() + WAIT_FOR_LOCK_SECONDS
-    while not cache.add(LOCK_KEY, os.getpid(), LOCK_SECONDS):
-        if time.monotonic() > deadline:
-            run = ReconciliationRun.objects.create(exchange=exchange, reason=reason, ok=False,
-                                                   error="another reconciliation held the lock too long",
-                                                   worker=f"{socket.gethostname()}:{os.getpid()}")
-            return run
-        time.sleep(0.1)
+    from trading.execution.services import _redis
+
+    lock = _redis().lock(f"qt:{LOCK_KEY}", timeout=LOCK_SECONDS, sleep=0.1, blocking_timeout=WAIT_FOR_LOCK_SECONDS)
+    if not lock.acquire():
+        return ReconciliationRun.objects.create(exchange=exchange, reason=reason, ok=False,
+                                                error="another reconciliation held the lock too long",
+                                                worker=f"{socket.gethostname()}:{os.getpid()}")
     run = ReconciliationRun.objects.create(exchange=exchange, reason=reason, trace_id=current_trace_id() or "",
                                            worker=f"{socket.gethostname()}:{os.getpid()}")
     mismatches: list[dict] = []
@@ -93,7 +90,10 @@ def reconcile(*, reason: str = "periodic", gateway=None) -> ReconciliationRun:
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
         log.exception("reconciliation crashed")
     finally:
-        cache.delete(LOCK_KEY)
+        try:
+            lock.release()  # token-checked: never frees a lock another run took after ours expired
+        except Exception:
+            log.warning("reconciliation lock expired before release")
     run.mismatches, run.actions, run.finished_at = mismatches, actions, timezone.now()
     run.save()
     if mismatches:

@@ -52,7 +52,7 @@ DEFAULT_LIMIT_TIMEOUT_SECONDS = 30.0
 LIMIT_OFFSET_PCT = Decimal("0.02")  # a passive limit sits 0.02 % inside the reference
 MAX_REPRICES = 2
 CANCEL_RETRY_SECONDS = 2.0  # a cancel that failed is tried again this much later
-DUPLICATE_WINDOW_SECONDS = 600  # an identical entry still in flight this recently is a duplicate
+RATE_WAIT_SECONDS = 5.0  # a slice held back by the order-rate limit is tried again this much later
 VOLUME_PROFILE_DAYS = 7  # history behind VWAP's intraday volume profile
 LIQUIDITY_BARS = 20  # bars averaged for SMART's "volume of one bar"
 PENDING_GRACE_SECONDS = 5  # a PENDING intent younger than this is still being processed inline
@@ -423,6 +423,11 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
             _set(intent, next_action_at=not_before, next_slice=intent.next_slice)
             _schedule(intent, (not_before - now).total_seconds())
             return intent
+        if intent.next_slice > 0 and _rate_full(intent.exchange, policy):
+            # the policy's order rate also binds the slices of an intent: wait, do not burst
+            _set(intent, next_action_at=now + timedelta(seconds=RATE_WAIT_SECONDS), next_slice=intent.next_slice)
+            _schedule(intent, RATE_WAIT_SECONDS)
+            return intent
         _place(intent, item, gateway)
         intent.next_slice += 1
         if intent.next_slice < len(intent.plan):  # more to send: record progress, check slippage
@@ -436,6 +441,12 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
         _schedule(intent, 1.0)
         return intent
     return _finish(intent, IntentStatus.DONE, orders=orders)
+
+
+def _rate_full(exchange: str, policy) -> bool:
+    from trading.selectors import orders_last_minute_count
+
+    return orders_last_minute_count(exchange) >= policy.max_orders_per_minute
 
 
 def _slippage_stop(intent: ExecutionIntent, policy, gateway) -> ExecutionIntent | None:

@@ -449,3 +449,13 @@ def test_an_operator_resume_is_not_undone_by_the_governor(paper_market):
     action = governor_check()
     assert action.kind == "block_entries" and mode_get() == "REDUCE_ONLY" and "operator resumed" in action.reason
     assert GovernorState.objects.get(pk=1).entries_blocked_until > timezone.now()
+
+
+def test_the_order_rate_limit_also_paces_the_slices_of_one_intent(paper_market):
+    from risk.services.policy import policy_update
+    from trading.models import Order
+
+    policy_update(changes={"max_orders_per_minute": 3}, updated_by="test", reason="slow")
+    intent = manual("burst-1", amount="0.1", strategy="twap", params={"slices": 10, "duration_seconds": 0})
+    assert intent.status == "working" and Order.objects.filter(intent=intent).count() == 3
+    assert intent.next_action_at is not None
