@@ -12,12 +12,14 @@ def _forget_process_memos():
     """Per-process memos of the execution layer (the day's starting equity, leverage already set
     on the exchange, the first reconciliation) describe one database; each test builds its own."""
     yield
+    from ai.sizing.services import forget_memos
     from risk.services import policy
     from risk.services.validation import forget_day_start
     from trading.execution.orders import forget_exchange_state
 
     forget_day_start()
     forget_exchange_state()
+    forget_memos()
     policy._memo = None
 
 

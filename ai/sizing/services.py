@@ -34,6 +34,30 @@ from qtweb.logging import get_logger
 
 log = get_logger(__name__)
 
+# Sizing inputs that change slowly are memoised per process for a few seconds (a bar's burst of
+# 40 signals reads them once). They shape the size, they do not enforce a limit: the risk
+# validator checks the live account for every intent.
+ACCOUNT_MEMO_SECONDS = 2.0  # equity, drawdown, exposure
+STATS_MEMO_SECONDS = 30.0  # payoff ratio and recent PnL (change when a position closes), volatility (per bar)
+_memo: dict[tuple, tuple[float, object]] = {}
+
+
+def _memoised(key: tuple, ttl: float, fn):
+    import time
+
+    now = time.monotonic()
+    hit = _memo.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    value = fn()
+    _memo[key] = (now, value)
+    return value
+
+
+def forget_memos() -> None:
+    _memo.clear()
+
+
 MIN_TRADES_FOR_PAYOFF = 10
 EXPERIENCE_WINDOW = 200
 RECENT_TRADES = 5
@@ -100,7 +124,8 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
     if drawdown is None or exposure is None or equity_usd is None:
         from risk.selectors import drawdown_and_exposure
 
-        dd, ex, view_equity = drawdown_and_exposure(with_equity=True)
+        dd, ex, view_equity = _memoised(("account",), ACCOUNT_MEMO_SECONDS,
+                                        lambda: drawdown_and_exposure(with_equity=True))
         drawdown = dd if drawdown is None else drawdown
         exposure = ex if exposure is None else exposure
         if equity_usd is None and view_equity is not None:
@@ -112,9 +137,11 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
         from risk.services.policy import policy_get
 
         max_position_usd = policy_get().max_position_usd
-    payoff, recent_pnl_usd = payoff_stats()
+    payoff, recent_pnl_usd = _memoised(("payoff",), STATS_MEMO_SECONDS, payoff_stats)
     recent_pnl = recent_pnl_usd / float(equity) if equity > 0 else 0.0
-    volatility = symbol_volatility(symbol, str(payload.get("timeframe", "5m")), exchange=settings.MARKET_EXCHANGE)
+    timeframe = str(payload.get("timeframe", "5m"))
+    volatility = _memoised(("volatility", symbol, timeframe), STATS_MEMO_SECONDS,
+                           lambda: symbol_volatility(symbol, timeframe, exchange=settings.MARKET_EXCHANGE))
     if agent is None and use_latest_agent:
         agent = agent_mod.latest_agent()
     decision = agent_mod.decide(symbol, p_up, volatility, drawdown, exposure, recent_pnl, equity, allowed_size_usd,
