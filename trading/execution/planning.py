@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import numbers
 import random
 import re
 from collections.abc import Sequence
@@ -27,6 +26,8 @@ from decimal import ROUND_CEILING, ROUND_DOWN, Decimal, localcontext
 from typing import Literal
 
 import numpy as np
+
+from trading.decimals import non_negative, positive, to_decimal
 
 __all__ = [
     "CLIENT_ORDER_ID_PATTERN",
@@ -180,40 +181,9 @@ def retry_delay(
 # --------------------------------------------------------------------------- decimals
 
 
-def _dec(value: object, name: str) -> Decimal:
-    """`value` as a finite Decimal (Decimal, int, str; floats through their shortest repr)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, int | str):
-        try:
-            d = Decimal(value)
-        except ArithmeticError:
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
-    elif isinstance(value, numbers.Integral):  # numpy ints
-        d = Decimal(int(value))
-    elif isinstance(value, numbers.Real):  # float, numpy floats
-        d = Decimal(repr(float(value)))
-    else:
-        raise ValueError(f"{name} must be a Decimal, got {type(value).__name__} {value!r}")
-    if not d.is_finite():
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return d
-
-
-def _positive(value: object, name: str) -> Decimal:
-    d = _dec(value, name)
-    if d <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return d
-
-
-def _non_negative(value: object, name: str) -> Decimal:
-    d = _dec(value, name)
-    if d < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return d
+_dec = to_decimal
+_positive = positive
+_non_negative = non_negative
 
 
 def _side(side: str) -> Side:

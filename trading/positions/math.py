@@ -13,10 +13,11 @@ the same bar's low take it out, an ordering the bar cannot tell.
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal
+
+from trading.decimals import non_negative, positive, to_decimal
 
 __all__ = [
     "EXIT_REASONS",
@@ -39,40 +40,9 @@ DEFAULT_FALLBACK_TAKE_PCT = Decimal("3")  # target 3 % from the entry when there
 MIN_LEVEL_FRACTION = Decimal("0.0001")
 
 
-def _dec(value: object, name: str) -> Decimal:
-    """`value` as a finite Decimal (Decimal, int, str; floats through their shortest repr)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, int | str):
-        try:
-            d = Decimal(value)
-        except ArithmeticError:
-            raise ValueError(f"{name} must be a number, got {value!r}") from None
-    elif isinstance(value, numbers.Integral):  # numpy ints
-        d = Decimal(int(value))
-    elif isinstance(value, numbers.Real):  # float, numpy floats
-        d = Decimal(repr(float(value)))
-    else:
-        raise ValueError(f"{name} must be a Decimal, got {type(value).__name__} {value!r}")
-    if not d.is_finite():
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return d
-
-
-def _positive(value: object, name: str) -> Decimal:
-    d = _dec(value, name)
-    if d <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return d
-
-
-def _non_negative(value: object, name: str) -> Decimal:
-    d = _dec(value, name)
-    if d < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return d
+_dec = to_decimal
+_positive = positive
+_non_negative = non_negative
 
 
 def _optional_positive(value: object, name: str) -> Decimal | None:
