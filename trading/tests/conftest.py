@@ -12,3 +12,22 @@ def paper_market(db, settings):
     market = build_market()
     yield market
     use_gateway(None)
+
+
+@pytest.fixture
+def fake():
+    """A fake Binance on loopback (tests/support/fake_binance.py); fails the test if ccxt called
+    an endpoint the fake does not serve."""
+    from tests.support.fake_binance import FakeBinance
+
+    with FakeBinance() as server:
+        yield server
+    assert server.unknown_paths == [], "ccxt called endpoints the fake does not serve"
+
+
+@pytest.fixture
+def creds(fake, monkeypatch):
+    """The fake's API key and secret in the environment, where the ccxt gateway reads them."""
+    monkeypatch.setenv("EXCHANGE_API_KEY", fake.api_key)
+    monkeypatch.setenv("EXCHANGE_API_SECRET", fake.api_secret)
+    return fake.api_key, fake.api_secret

@@ -40,20 +40,6 @@ ETH = "ETH/USDT:USDT"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def fake():
-    with FakeBinance() as server:
-        yield server
-    assert server.unknown_paths == [], "ccxt called endpoints the fake does not serve"
-
-
-@pytest.fixture
-def creds(fake, monkeypatch):
-    monkeypatch.setenv("EXCHANGE_API_KEY", fake.api_key)
-    monkeypatch.setenv("EXCHANGE_API_SECRET", fake.api_secret)
-    return fake.api_key, fake.api_secret
-
-
 def make_gateway(fake: FakeBinance, **kw) -> CcxtGateway:
     kw = {"urls": fake.base_url, "timeout_ms": 1000, "rate_limit_ms": 1, "backoff_seconds": 0.01,
           "max_backoff_seconds": 0.05, "max_retry_after_seconds": 3.0, **kw}

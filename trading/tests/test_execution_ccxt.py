@@ -29,19 +29,6 @@ pytestmark = pytest.mark.django_db
 # --- setup ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def fake():
-    with FakeBinance() as server:
-        yield server
-    assert server.unknown_paths == [], "ccxt called endpoints the fake does not serve"
-
-
-@pytest.fixture
-def creds(fake, monkeypatch):
-    monkeypatch.setenv("EXCHANGE_API_KEY", fake.api_key)
-    monkeypatch.setenv("EXCHANGE_API_SECRET", fake.api_secret)
-
-
 def make_gateway(fake: FakeBinance, **kw):
     from trading.exchanges.ccxt_backend import CcxtGateway
 
