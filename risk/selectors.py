@@ -70,18 +70,16 @@ def consecutive_losses(exchange: str, limit: int = 50) -> int:
     return count(pnls)
 
 
-def drawdown_and_exposure(*, with_equity: bool = False):
-    """(drawdown from the UTC day's starting equity, gross exposure / equity) as fractions,
-    for RL sizing; with_equity: also the account's equity (None when unknown). (0, 0) when the
-    account cannot be read."""
+def drawdown_and_exposure() -> tuple[float, float, Decimal | None]:
+    """(drawdown from the UTC day's starting equity, gross exposure / equity) as fractions, and
+    the equity, for RL sizing. (0, 0, None) when the account cannot be read."""
     try:
         view = account_view()
     except Exception:
-        return (0.0, 0.0, None) if with_equity else (0.0, 0.0)
+        return 0.0, 0.0, None
     if view.equity_usd <= 0:
-        return (0.0, 0.0, None) if with_equity else (0.0, 0.0)
+        return 0.0, 0.0, None
     start = day_start_equity_get() or view.equity_usd
     drawdown = max(ZERO, (start - view.equity_usd) / start) if start > 0 else ZERO
     gross = sum((p.notional_usd for p in view.positions), ZERO)
-    out = (float(drawdown), float(gross / view.equity_usd))
-    return (*out, view.equity_usd) if with_equity else out
+    return float(drawdown), float(gross / view.equity_usd), view.equity_usd

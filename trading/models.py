@@ -469,7 +469,6 @@ class Position(models.Model):
     entry_confidence = models.DecimalField(max_digits=8, decimal_places=6, null=True, blank=True)
     exit_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
     exit_reason = models.CharField(max_length=16, blank=True, default="")
-    exit_pending = models.BooleanField(default=False, help_text="an exit intent is working")
     opened_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
     trace_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
@@ -488,6 +487,11 @@ class Position(models.Model):
     @property
     def notional_usd(self) -> Decimal:
         return self.amount * (self.mark_price or self.entry_price)
+
+    @property
+    def exit_pending(self) -> bool:
+        """An exit (a reduce-only intent of this position) is being validated or worked."""
+        return self.intents.filter(reduce_only=True, status__in=(IntentStatus.PENDING, IntentStatus.WORKING)).exists()
 
 
 class ReconciliationRun(models.Model):

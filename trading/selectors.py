@@ -17,10 +17,6 @@ def open_positions_list(exchange: str) -> list[Position]:
                 .order_by("symbol__symbol"))
 
 
-def open_position_get(exchange: str, symbol_id: int) -> Position | None:
-    return Position.objects.filter(exchange=exchange, symbol_id=symbol_id, status=PositionStatus.OPEN).first()
-
-
 def open_orders_list(exchange: str, symbol_id: int | None = None) -> list[Order]:
     qs = Order.objects.filter(exchange=exchange, status__in=OPEN_ORDER_STATUSES).select_related("symbol")
     if symbol_id is not None:

@@ -125,7 +125,7 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
         from risk.selectors import drawdown_and_exposure
 
         dd, ex, view_equity = _memoised(("account",), ACCOUNT_MEMO_SECONDS,
-                                        lambda: drawdown_and_exposure(with_equity=True))
+                                        drawdown_and_exposure)
         drawdown = dd if drawdown is None else drawdown
         exposure = ex if exposure is None else exposure
         if equity_usd is None and view_equity is not None:

@@ -25,6 +25,7 @@ from qtweb.events import registry
 from qtweb.events.models import DeliveryStatus, Event, EventDelivery
 from qtweb.events.schemas import EventEnvelope, EventType, EventValidationError, build_envelope, parse_envelope
 from qtweb.logging import get_logger
+from qtweb.queues import Queue
 
 log = get_logger(__name__)
 
@@ -110,9 +111,6 @@ def publish_many(
     return envelopes
 
 
-OPS_QUEUE = "ops"
-
-
 def _after_commit(envelopes: list[EventEnvelope], routes: dict[uuid.UUID, list[tuple[int, str, str]]]) -> None:
     from qtweb.events.push import push_to_dashboard
 
@@ -126,7 +124,7 @@ def _after_commit(envelopes: list[EventEnvelope], routes: dict[uuid.UUID, list[t
     for last in (False, True):
         for envelope, wire in zip(envelopes, wires, strict=True):
             for delivery_id, subscriber, queue in routes[envelope.event_id]:
-                if (queue == OPS_QUEUE) == last:
+                if (queue == Queue.OPS.value) == last:
                     send_delivery(delivery_id, subscriber, queue, wire)
     for wire in wires:
         push_to_dashboard(wire)

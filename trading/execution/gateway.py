@@ -62,8 +62,6 @@ def reload() -> None:
                 pass
         _gateway = None
     orders.forget_exchange_state()
-    from ai.sizing.services import forget_memos
     from risk.services.validation import forget_day_start
 
     forget_day_start()
-    forget_memos()

@@ -33,7 +33,7 @@ from qtweb.logging import get_logger
 from trading.exchanges import errors
 from trading.execution import planning
 from trading.execution.gateway import execution_gateway
-from trading.models import IntentStatus, MarketType, Order, OrderStatus
+from trading.models import MarketType, Order, OrderStatus
 from trading.positions.services import position_apply_fill
 
 log = get_logger(__name__)
@@ -407,8 +407,3 @@ def _fault_point(name: str) -> None:
         log.error("fault injection: SIGKILL to this worker's process group", fault=name)
         os.killpg(os.getpgid(os.getpid()), signal.SIGKILL)
 
-
-def intent_status_for_orders(orders: list[Order]) -> str:
-    if all(o.status == OrderStatus.REJECTED for o in orders):
-        return IntentStatus.FAILED
-    return IntentStatus.DONE

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from qtweb.events import EventType
 from qtweb.events.bus import publish
+from qtweb.health.status import redis_client
 from qtweb.logging import get_logger
 from qtweb.tracing import current_trace_id
 from trading.exchanges import errors
@@ -63,9 +64,8 @@ def reconcile(*, reason: str = "periodic", gateway=None) -> ReconciliationRun:
 
     gateway = gateway or execution_gateway()
     exchange = exchange_id()
-    from trading.execution.services import _redis
-
-    lock = _redis().lock(f"qt:{LOCK_KEY}", timeout=LOCK_SECONDS, sleep=0.1, blocking_timeout=WAIT_FOR_LOCK_SECONDS)
+    lock = redis_client().lock(f"qt:{LOCK_KEY}", timeout=LOCK_SECONDS, sleep=0.1,
+                               blocking_timeout=WAIT_FOR_LOCK_SECONDS)
     if not lock.acquire():
         return ReconciliationRun.objects.create(exchange=exchange, reason=reason, ok=False,
                                                 error="another reconciliation held the lock too long",

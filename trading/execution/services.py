@@ -20,6 +20,8 @@ from django.utils import timezone
 
 from qtweb.events import EventType
 from qtweb.events.bus import publish
+from qtweb.events.schemas import ExecutionStrategy
+from qtweb.health.status import redis_client
 from qtweb.logging import get_logger
 from qtweb.tracing import current_trace_id
 from risk.domain.modes import Mode
@@ -44,7 +46,7 @@ log = get_logger(__name__)
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
-STRATEGIES = ("market", "limit", "twap", "vwap", "smart")
+STRATEGIES = tuple(s.value for s in ExecutionStrategy)
 INTENT_LOCK_SECONDS = 120  # longer than any single advance step; a crashed holder's lock expires
 DEFAULT_TWAP_SLICES = 5
 DEFAULT_TWAP_DURATION_SECONDS = 60.0
@@ -109,25 +111,13 @@ def intent_create(*, key: str, source: str, symbol: str, side: str, size_usd: De
 # --- locking ----------------------------------------------------------------------------------
 
 
-def _redis():
-    import redis
-
-    global _redis_client
-    if _redis_client is None:
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL)
-    return _redis_client
-
-
-_redis_client = None
-
-
 class _IntentLock:
     """A short Redis lock per intent: one process works an intent at a time (a DB row lock would
     have to span the exchange call). Released only by its holder (redis-py's token-checked
     lock), so a holder that overran the expiry cannot free a successor's lock."""
 
     def __init__(self, intent_id: int):
-        self.lock = _redis().lock(f"qt:exec:lock:intent:{intent_id}", timeout=INTENT_LOCK_SECONDS,
+        self.lock = redis_client().lock(f"qt:exec:lock:intent:{intent_id}", timeout=INTENT_LOCK_SECONDS,
                                   blocking=False)
         self.held = False
 
@@ -147,10 +137,6 @@ def _set(intent: ExecutionIntent, **fields) -> None:
     for k, v in fields.items():
         setattr(intent, k, v)
     intent.save(update_fields=[*fields, "updated_at"])
-    if intent.position_id and fields.get("status") in (IntentStatus.REJECTED, IntentStatus.SHADOW,
-                                                       IntentStatus.FAILED, IntentStatus.STOPPED):
-        # an exit that will not happen: the monitor may try again on the next bar
-        Position.objects.filter(pk=intent.position_id).update(exit_pending=False)
 
 
 # --- validation and planning -------------------------------------------------------------------
@@ -324,8 +310,6 @@ def _finish(intent: ExecutionIntent, status: str, reason: str = "", *,
          next_slice=intent.next_slice,
          fees_usd=fees, slippage_pct=slippage.quantize(Decimal("0.000001")) if slippage is not None else None,
          next_action_at=None)
-    if intent.position_id and status != IntentStatus.WORKING:
-        Position.objects.filter(pk=intent.position_id).update(exit_pending=False)
     _publish_intent_result(intent, orders, status, filled, avg, fees, slippage)
     log.info("intent finished", intent_key=intent.intent_key, status=status, filled=str(filled),
              average_price=str(avg), slippage_pct=str(slippage), reason=reason)
@@ -606,16 +590,9 @@ def intent_from_rl_decision(decision_event) -> ExecutionIntent | None:
 
 
 def _manual_strategy(r: dict) -> str:
-    """A limit order runs the `limit` strategy (its price is the order's); a market order any other."""
-    strategy = r.get("strategy")
-    if r["order_type"] == "limit":
-        if strategy not in (None, "limit"):
-            raise IntentError(f"a limit order runs with strategy 'limit' (got {strategy!r}); "
-                              "send a market order for twap, vwap or smart")
-        return "limit"
-    if strategy == "limit":
-        raise IntentError("strategy 'limit' needs order_type 'limit' and a price")
-    return strategy or "market"
+    """A limit order runs the `limit` strategy (its price is the order's); a market order the one
+    asked for, market by default. (ExecutionRequest refuses combinations that do not fit.)"""
+    return r.get("strategy") or ("limit" if r["order_type"] == "limit" else "market")
 
 
 def intent_from_request(event) -> ExecutionIntent:
@@ -641,22 +618,17 @@ def exit_intent(position: Position, *, reason: str, key_suffix: str, source: str
     None while another exit of the position is in flight. Attempts are numbered under the same
     suffix, so an exit that was refused or failed (a stale price, a throttle, an exchange error)
     is tried again on the monitor's next run instead of waiting for the next bar."""
-    in_flight = (IntentStatus.PENDING, IntentStatus.WORKING)
     with transaction.atomic():
         pos = Position.objects.select_for_update(of=("self",)).select_related("symbol").get(pk=position.pk)
-        if pos.status != PositionStatus.OPEN or pos.amount <= 0:
-            return None
-        if ExecutionIntent.objects.filter(position=pos, reduce_only=True, status__in=in_flight).exists():
+        if pos.status != PositionStatus.OPEN or pos.amount <= 0 or pos.exit_pending:
             return None
         prefix = f"exit:{pos.pk}:{key_suffix}:"
         attempt = ExecutionIntent.objects.filter(intent_key__startswith=prefix).count()
-        intent, created = intent_create(
+        intent, _ = intent_create(
             key=f"{prefix}{attempt}", source=source, symbol=pos.symbol.symbol,
             side="sell" if pos.side == "long" else "buy", amount=pos.amount, leverage=pos.leverage, reduce_only=True,
             strategy="market", exit_reason=reason, position=pos, trace_id=trace_id or pos.trace_id or None,
             created_by="position-monitor", symbol_obj=pos.symbol)
-        if created:
-            Position.objects.filter(pk=pos.pk).update(exit_pending=True)
     return intent
 
 

@@ -72,7 +72,7 @@ def _monitor_position(pos: Position, exchange: str, policy) -> int:
             return 0
         p.mark_price = close
         p.unrealized_pnl_usd = pm.unrealized_pnl_usd(p.side, p.entry_price, close, p.amount)
-        if not p.exit_pending and (p.stop_loss_price is not None or p.take_profit_price is not None):
+        if p.stop_loss_price is not None or p.take_profit_price is not None:
             trigger = pm.exit_hit(side=p.side, high=hi, low=lo, close=close, stop_loss=p.stop_loss_price,
                                   take_profit=p.take_profit_price, trailing=bool(trailing.get("trailing_active")),
                                   open_=open_ if usable else None)
@@ -117,7 +117,8 @@ def monitor_once(*, symbols: list[str] | None = None) -> dict:
     if not positions:
         return {"positions": 0, "exits": 0}
     policy = policy_get()
-    _refresh_liquidation_prices(positions)
+    if not symbols:  # the periodic run; a bar's run is about that bar's prices
+        _refresh_liquidation_prices(positions)
     exits = 0
     for pos in positions:
         try:

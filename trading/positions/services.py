@@ -67,7 +67,6 @@ def _close(p: Position, *, exit_reason: str, now: datetime, events: list | None 
     p.status = PositionStatus.CLOSED
     p.closed_at = now
     p.exit_reason = exit_reason
-    p.exit_pending = False
     p.unrealized_pnl_usd = ZERO
     p.save()
     margin = _margin(p)
