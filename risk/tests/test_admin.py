@@ -8,23 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_risk_cache")]
 
 POLICY_ADD = "/admin/risk/riskpolicy/add/"
 MODE_ADD = "/admin/risk/modechange/add/"
 ESTOP = "/admin/risk/modechange/emergency-stop/"
-
-
-@pytest.fixture(autouse=True)
-def clean_risk_cache():
-    from risk.services.policy import policy_invalidate
-    from tests.support.execution import clear_app_cache
-
-    clear_app_cache()
-    policy_invalidate()
-    yield
-    clear_app_cache()
-    policy_invalidate()
 
 
 def events(kind: str) -> list[dict]:

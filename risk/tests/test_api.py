@@ -8,20 +8,7 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def clean_risk_cache():
-    """The policy and mode caches live in Redis, which outlives each test's database."""
-    from risk.services.policy import policy_invalidate
-    from tests.support.execution import clear_app_cache
-
-    clear_app_cache()
-    policy_invalidate()
-    yield
-    clear_app_cache()
-    policy_invalidate()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_risk_cache")]
 
 
 @pytest.fixture
