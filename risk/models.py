@@ -11,6 +11,9 @@ from decimal import Decimal
 
 from django.db import models
 
+from core.enums import Mode, choices
+from core.limits import NAME_MAX, TEXT_MAX
+
 MONEY_DIGITS, MONEY_DECIMALS = 38, 12
 
 
@@ -21,7 +24,7 @@ class RiskPolicy(models.Model):
     values = models.JSONField(help_text="every policy setting (risk/domain/policy.py), Decimals as strings")
     changed_fields = models.JSONField(default=list)
     created_by = models.CharField(max_length=150)
-    reason = models.CharField(max_length=2000, blank=True, default="")
+    reason = models.CharField(max_length=TEXT_MAX, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     trace_id = models.CharField(max_length=64, blank=True, default="")
 
@@ -33,19 +36,20 @@ class RiskPolicy(models.Model):
         return f"policy v{self.version} by {self.created_by}"
 
 
-class Mode(models.TextChoices):
-    NORMAL = "NORMAL", "NORMAL (trading)"
-    SHADOW = "SHADOW", "SHADOW (decisions recorded, no orders)"
-    REDUCE_ONLY = "REDUCE_ONLY", "REDUCE_ONLY (only orders that shrink positions)"
-    HALTED = "HALTED", "HALTED (emergency stop)"
+MODE_CHOICES = choices(Mode, {
+    Mode.NORMAL: "NORMAL (trading)",
+    Mode.SHADOW: "SHADOW (decisions recorded, no orders)",
+    Mode.REDUCE_ONLY: "REDUCE_ONLY (only orders that shrink positions)",
+    Mode.HALTED: "HALTED (emergency stop)",
+})
 
 
 class ModeChange(models.Model):
     """Audit row of every system mode change: who, when, why. The newest row is the mode."""
 
-    previous_mode = models.CharField(max_length=12, choices=Mode.choices)
-    mode = models.CharField(max_length=12, choices=Mode.choices)
-    reason = models.CharField(max_length=2000)
+    previous_mode = models.CharField(max_length=12, choices=MODE_CHOICES)
+    mode = models.CharField(max_length=12, choices=MODE_CHOICES)
+    reason = models.CharField(max_length=TEXT_MAX)
     changed_by = models.CharField(max_length=150)
     by_operator = models.BooleanField(help_text="True: a person; False: the safety governor or the system")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -63,7 +67,7 @@ class RiskDecision(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     trace_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
-    intent_key = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    intent_key = models.CharField(max_length=NAME_MAX, blank=True, default="", db_index=True)
     source = models.CharField(max_length=32, help_text="signal, manual, portfolio_balance, profit_amplification, rpc")
     symbol = models.CharField(max_length=40)
     side = models.CharField(max_length=4)
@@ -76,7 +80,7 @@ class RiskDecision(models.Model):
     max_allowed_size_usd = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_DECIMALS,
                                                default=Decimal("0"))
     policy_version = models.PositiveIntegerField()
-    mode = models.CharField(max_length=12, choices=Mode.choices)
+    mode = models.CharField(max_length=12, choices=MODE_CHOICES)
     snapshot = models.JSONField(default=dict, help_text="equity, exposure, reference price and age seen")
 
     class Meta:
@@ -107,9 +111,9 @@ class GovernorState(models.Model):
 
     entries_blocked_until = models.DateTimeField(null=True, blank=True,
                                                  help_text="no new entries before this (daily drawdown limit)")
-    block_reason = models.CharField(max_length=2000, blank=True, default="")
+    block_reason = models.CharField(max_length=TEXT_MAX, blank=True, default="")
     last_emergency_at = models.DateTimeField(null=True, blank=True)
-    last_emergency_reason = models.CharField(max_length=2000, blank=True, default="")
+    last_emergency_reason = models.CharField(max_length=TEXT_MAX, blank=True, default="")
     flatten_pending = models.BooleanField(default=False, help_text="an emergency stop's cancel/flatten is not done")
     flatten_event_id = models.CharField(max_length=64, blank=True, default="")
     flatten_positions = models.BooleanField(default=True)

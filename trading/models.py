@@ -6,17 +6,26 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from trading.marketdata.timeframes import TIMEFRAMES
+from core.enums import (
+    IntentSource,
+    IntentStatus,
+    MarketType,
+    OrderStatus,
+    OrderType,
+    PositionSide,
+    PositionStatus,
+    Side,
+    Timeframe,
+    choices,
+)
+from core.limits import NAME_MAX, TEXT_MAX
+
+__all__ = ["IntentSource", "IntentStatus", "MarketType", "OrderStatus", "PositionStatus"]  # re-exported
 
 # Digits for prices and sizes: 18 before the point covers any quote amount, 12 after covers
 # the smallest tick on listed crypto markets (e.g. 1e-8 on spot, 1e-10 on some perps).
 PRICE_DIGITS, PRICE_DECIMALS = 30, 12
 VOLUME_DIGITS, VOLUME_DECIMALS = 38, 12
-
-
-class MarketType(models.TextChoices):
-    SPOT = "spot", "spot"
-    PERPETUAL = "swap", "perpetual (swap)"  # ccxt calls perpetuals "swap"
 
 
 class Symbol(models.Model):
@@ -25,7 +34,8 @@ class Symbol(models.Model):
     base = models.CharField(max_length=20)
     quote = models.CharField(max_length=10)
     settle = models.CharField(max_length=10, blank=True, default="")
-    market_type = models.CharField(max_length=8, choices=MarketType.choices, default=MarketType.SPOT)
+    market_type = models.CharField(max_length=8, default=MarketType.SPOT,
+                                   choices=choices(MarketType, {MarketType.PERPETUAL: "perpetual (swap)"}))
     sector = models.CharField(max_length=32, blank=True, default="")
     tick_size = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS)
     lot_size = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS)
@@ -64,7 +74,7 @@ class Symbol(models.Model):
 
 class Candle(models.Model):
     symbol = models.ForeignKey(Symbol, on_delete=models.CASCADE, related_name="candles")
-    timeframe = models.CharField(max_length=3, choices=[(t, t) for t in TIMEFRAMES])
+    timeframe = models.CharField(max_length=3, choices=choices(Timeframe))
     open_time = models.DateTimeField(help_text="UTC start of the bar")
     open = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS)
     high = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS)
@@ -132,8 +142,8 @@ class PaperOrder(models.Model):
     symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="paper_orders")
     exchange_order_id = models.CharField(max_length=40, unique=True)
     client_order_id = models.CharField(max_length=64)
-    side = models.CharField(max_length=4, choices=[("buy", "buy"), ("sell", "sell")])
-    type = models.CharField(max_length=8, choices=[("market", "market"), ("limit", "limit")])
+    side = models.CharField(max_length=4, choices=choices(Side))
+    type = models.CharField(max_length=8, choices=choices(OrderType))
     time_in_force = models.CharField(max_length=3, default="GTC")
     price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
     amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
@@ -160,14 +170,16 @@ class PaperOrder(models.Model):
     class Meta:
         constraints = [
             # As on Binance: a clientOrderId may be reused once its order is no longer open.
-            models.UniqueConstraint(fields=["account", "client_order_id"], condition=models.Q(status="open"),
+            models.UniqueConstraint(fields=["account", "client_order_id"],
+                                    condition=models.Q(status=PaperOrderStatus.OPEN),
                                     name="paper_order_client_id_unique_open"),
             models.CheckConstraint(condition=models.Q(amount__gt=0) & models.Q(filled__gte=0)
                                    & models.Q(remaining__gte=0), name="paper_order_sane_amounts"),
         ]
         indexes = [
             models.Index(fields=["account", "status"], name="paper_order_account_status"),
-            models.Index(fields=["symbol"], condition=models.Q(status="open"), name="paper_order_open_by_symbol"),
+            models.Index(fields=["symbol"], condition=models.Q(status=PaperOrderStatus.OPEN),
+                         name="paper_order_open_by_symbol"),
         ]
 
     def __str__(self) -> str:
@@ -204,7 +216,7 @@ class PaperPosition(models.Model):
 
     account = models.ForeignKey(PaperAccount, on_delete=models.CASCADE, related_name="positions")
     symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="paper_positions")
-    side = models.CharField(max_length=5, choices=[("long", "long"), ("short", "short")], default="long")
+    side = models.CharField(max_length=5, choices=choices(PositionSide), default=PositionSide.LONG)
     contracts = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
     entry_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, default=Decimal("0"))
     leverage = models.PositiveSmallIntegerField(default=1)
@@ -268,23 +280,23 @@ class SimulatorState(models.Model):
 # --- execution: intents, orders, fills, positions, reconciliation ------------------------------
 
 
-class IntentSource(models.TextChoices):
-    SIGNAL = "signal", "signal.generated + rl.decision"
-    MANUAL = "manual", "execution.request (operator)"
-    PORTFOLIO_BALANCE = "portfolio_balance", "portfolio.balance"
-    PROFIT_AMPLIFICATION = "profit_amplification", "profit.amplification"
-    POSITION_EXIT = "position_exit", "position monitor exit (TP/SL/trailing)"
-    EMERGENCY = "emergency", "emergency stop flatten"
-
-
-class IntentStatus(models.TextChoices):
-    PENDING = "pending", "pending (not yet validated)"
-    REJECTED = "rejected", "rejected by the risk validator"
-    SHADOW = "shadow", "approved in SHADOW mode: recorded, no order"
-    WORKING = "working", "working (orders being placed)"
-    DONE = "done", "done"
-    STOPPED = "stopped", "stopped (slippage cap, mode change or cancel)"
-    FAILED = "failed", "failed"
+INTENT_SOURCE_LABELS = {
+    IntentSource.SIGNAL: "signal.generated + rl.decision",
+    IntentSource.MANUAL: "execution.request (operator)",
+    IntentSource.PORTFOLIO_BALANCE: "portfolio.balance",
+    IntentSource.PROFIT_AMPLIFICATION: "profit.amplification",
+    IntentSource.POSITION_EXIT: "position monitor exit (TP/SL/trailing)",
+    IntentSource.EMERGENCY: "emergency stop flatten",
+}
+INTENT_STATUS_LABELS = {
+    IntentStatus.PENDING: "pending (not yet validated)",
+    IntentStatus.REJECTED: "rejected by the risk validator",
+    IntentStatus.SHADOW: "approved in SHADOW mode: recorded, no order",
+    IntentStatus.WORKING: "working (orders being placed)",
+    IntentStatus.DONE: "done",
+    IntentStatus.STOPPED: "stopped (slippage cap, mode change or cancel)",
+    IntentStatus.FAILED: "failed",
+}
 
 
 class ExecutionIntent(models.Model):
@@ -292,11 +304,11 @@ class ExecutionIntent(models.Model):
     its source (the signal's event id, the operator's client id), so a duplicate delivery finds
     the row it already made instead of trading twice."""
 
-    intent_key = models.CharField(max_length=128, unique=True)
-    source = models.CharField(max_length=24, choices=IntentSource.choices)
+    intent_key = models.CharField(max_length=NAME_MAX, unique=True)
+    source = models.CharField(max_length=24, choices=choices(IntentSource, INTENT_SOURCE_LABELS))
     exchange = models.CharField(max_length=32)
     symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="execution_intents")
-    side = models.CharField(max_length=4, choices=[("buy", "buy"), ("sell", "sell")])
+    side = models.CharField(max_length=4, choices=choices(Side))
     amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
                                  help_text="base quantity to trade")
     size_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
@@ -308,8 +320,9 @@ class ExecutionIntent(models.Model):
     params = models.JSONField(default=dict, blank=True,
                               help_text="strategy parameters: slices, duration_seconds, limit_timeout_seconds, ...")
     strategy = models.CharField(max_length=8, blank=True, default="", help_text="the strategy that ran")
-    status = models.CharField(max_length=8, choices=IntentStatus.choices, default=IntentStatus.PENDING)
-    reason = models.CharField(max_length=2000, blank=True, default="")
+    status = models.CharField(max_length=8, choices=choices(IntentStatus, INTENT_STATUS_LABELS),
+                              default=IntentStatus.PENDING)
+    reason = models.CharField(max_length=TEXT_MAX, blank=True, default="")
     arrival_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
                                         blank=True, help_text="reference price when the intent was approved")
     plan = models.JSONField(default=list, blank=True, help_text="[{index, amount, not_before}] slices")
@@ -322,7 +335,7 @@ class ExecutionIntent(models.Model):
     fees_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
     slippage_pct = models.DecimalField(max_digits=16, decimal_places=6, null=True, blank=True)
     confidence = models.DecimalField(max_digits=8, decimal_places=6, null=True, blank=True)
-    entry_model = models.CharField(max_length=128, blank=True, default="")
+    entry_model = models.CharField(max_length=NAME_MAX, blank=True, default="")
     stop_loss_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
                                           blank=True)
     take_profit_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
@@ -344,14 +357,11 @@ class ExecutionIntent(models.Model):
         return f"{self.intent_key}: {self.side} {self.amount} {self.symbol_id} [{self.status}]"
 
 
-class OrderStatus(models.TextChoices):
-    PENDING_SUBMIT = "pending", "recorded, not yet acknowledged by the exchange"
-    OPEN = "open", "open"
-    PARTIALLY_FILLED = "partial", "partially filled, still open"
-    FILLED = "filled", "filled"
-    CANCELLED = "cancelled", "cancelled"
-    REJECTED = "rejected", "rejected"
-    UNKNOWN = "unknown", "outcome unknown: reconciliation decides"
+ORDER_STATUS_LABELS = {
+    OrderStatus.PENDING_SUBMIT: "recorded, not yet acknowledged by the exchange",
+    OrderStatus.PARTIALLY_FILLED: "partially filled, still open",
+    OrderStatus.UNKNOWN: "outcome unknown: reconciliation decides",
+}
 
 
 OPEN_ORDER_STATUSES = (OrderStatus.PENDING_SUBMIT, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
@@ -374,7 +384,7 @@ class Order(models.Model):
     client_order_id = models.CharField(max_length=64)
     exchange_order_id = models.CharField(max_length=64, blank=True, default="")
     symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="orders")
-    side = models.CharField(max_length=4, choices=[("buy", "buy"), ("sell", "sell")])
+    side = models.CharField(max_length=4, choices=choices(Side))
     type = models.CharField(max_length=8, default="market")
     amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
     price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
@@ -382,8 +392,9 @@ class Order(models.Model):
     average_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True,
                                         blank=True)
     fee_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
-    status = models.CharField(max_length=9, choices=OrderStatus.choices, default=OrderStatus.PENDING_SUBMIT)
-    status_reason = models.CharField(max_length=2000, blank=True, default="")
+    status = models.CharField(max_length=9, choices=choices(OrderStatus, ORDER_STATUS_LABELS),
+                              default=OrderStatus.PENDING_SUBMIT)
+    status_reason = models.CharField(max_length=TEXT_MAX, blank=True, default="")
     reduce_only = models.BooleanField(default=False)
     leverage = models.PositiveSmallIntegerField(default=1)
     strategy = models.CharField(max_length=8, blank=True, default="")
@@ -432,18 +443,13 @@ class Fill(models.Model):
         return f"{self.trade_id}: {self.amount} @ {self.price}"
 
 
-class PositionStatus(models.TextChoices):
-    OPEN = "open", "open"
-    CLOSED = "closed", "closed"
-
-
 class Position(models.Model):
     """A position as this system tracks it (the exchange's view is reconciled against it)."""
 
     exchange = models.CharField(max_length=32)
     symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="positions")
-    side = models.CharField(max_length=5, choices=[("long", "long"), ("short", "short")])
-    status = models.CharField(max_length=6, choices=PositionStatus.choices, default=PositionStatus.OPEN)
+    side = models.CharField(max_length=5, choices=choices(PositionSide))
+    status = models.CharField(max_length=6, choices=choices(PositionStatus), default=PositionStatus.OPEN)
     amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
                                  help_text="open base quantity")
     max_amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
@@ -465,7 +471,7 @@ class Position(models.Model):
     unrealized_pnl_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS,
                                              default=Decimal("0"))
     fees_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
-    entry_model = models.CharField(max_length=128, blank=True, default="")
+    entry_model = models.CharField(max_length=NAME_MAX, blank=True, default="")
     entry_confidence = models.DecimalField(max_digits=8, decimal_places=6, null=True, blank=True)
     exit_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
     exit_reason = models.CharField(max_length=16, blank=True, default="")
@@ -477,7 +483,7 @@ class Position(models.Model):
     class Meta:
         ordering = ["-opened_at", "-pk"]
         constraints = [
-            models.UniqueConstraint(fields=["exchange", "symbol"], condition=models.Q(status="open"),
+            models.UniqueConstraint(fields=["exchange", "symbol"], condition=models.Q(status=PositionStatus.OPEN),
                                     name="position_one_open_per_symbol"),
         ]
 
@@ -505,7 +511,7 @@ class ReconciliationRun(models.Model):
     ok = models.BooleanField(default=False)
     mismatches = models.JSONField(default=list, blank=True)
     actions = models.JSONField(default=list, blank=True)
-    error = models.CharField(max_length=2000, blank=True, default="")
+    error = models.CharField(max_length=TEXT_MAX, blank=True, default="")
     trace_id = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:

@@ -23,6 +23,19 @@ from pydantic import (
     model_validator,
 )
 
+from core.enums import (
+    CloseReason,
+    ExecutionStatus,
+    ExecutionStrategy,
+    Mode,
+    OrderType,
+    PositionSide,
+    Severity,
+    Side,
+    SignalAction,
+    Timeframe,
+)
+from core.limits import NAME_MAX, TEXT_MAX, USER_MAX
 from qtweb.tracing import is_valid_trace_id
 
 # --- shared field types ------------------------------------------------------------------
@@ -35,8 +48,8 @@ PositiveDecimal = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 NonNegativeDecimal = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 SignedDecimal = Annotated[Decimal, Field(allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=128)]
-Text = Annotated[str, Field(min_length=1, max_length=2000)]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX)]
+Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX)]
 
 
 def _aware_utc(value: datetime) -> datetime:
@@ -48,66 +61,10 @@ def _aware_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
 
 
-class SignalAction(StrEnum):
-    BUY = "BUY"
-    SELL = "SELL"
-    HOLD = "HOLD"
-
-
-class OrderSide(StrEnum):  # ccxt's unified side
-    BUY = "buy"
-    SELL = "sell"
-
-
-class PositionSide(StrEnum):
-    LONG = "long"
-    SHORT = "short"
-
-
-class OrderType(StrEnum):
-    MARKET = "market"
-    LIMIT = "limit"
-
-
-class ExecutionStatus(StrEnum):
-    OPEN = "open"
-    FILLED = "filled"
-    PARTIALLY_FILLED = "partially_filled"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"  # e.g. a timeout on order creation: outcome unknown, never "failed"
-
-
-class CloseReason(StrEnum):
-    TAKE_PROFIT = "take_profit"
-    STOP_LOSS = "stop_loss"
-    TRAILING_STOP = "trailing_stop"
-    GOVERNOR = "governor"
-    MANUAL = "manual"
-    LIQUIDATION = "liquidation"
-    EMERGENCY_STOP = "emergency_stop"
-    REBALANCE = "rebalance"
-    SIGNAL_REVERSAL = "signal_reversal"
-    RECONCILIATION = "reconciliation"  # the exchange no longer holds it (closed outside this system)
-
-
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
 class HealthState(StrEnum):
     HEALTHY = "HEALTHY"
     DEGRADED = "DEGRADED"
     UNHEALTHY = "UNHEALTHY"
-
-
-class SystemMode(StrEnum):
-    NORMAL = "NORMAL"
-    SHADOW = "SHADOW"
-    REDUCE_ONLY = "REDUCE_ONLY"
-    HALTED = "HALTED"
 
 
 class LearningKind(StrEnum):
@@ -119,15 +76,6 @@ class LearningKind(StrEnum):
     MODEL_REJECTED = "model_rejected"
     MODEL_RETIRED = "model_retired"
     EXPERIENCE_RECORDED = "experience_recorded"
-
-
-class Timeframe(StrEnum):
-    M1 = "1m"
-    M5 = "5m"
-    M15 = "15m"
-    H1 = "1h"
-    H4 = "4h"
-    D1 = "1d"
 
 
 class Payload(BaseModel):
@@ -167,7 +115,10 @@ class ModelPrediction(Payload):
         return self
 
 
-class RlDecision(Payload):
+class RlDecisionV1(Payload):
+    """rl.decision as first published: it names no signal, so execution had to look the signal up
+    by trace id. Still parsed (stored events, replays); execution refuses to trade on it."""
+
     symbol: Symbol
     action: SignalAction
     agent_action: Probability  # fraction of the allowed size the agent chose
@@ -175,6 +126,26 @@ class RlDecision(Payload):
     final_size_usd: NonNegativeDecimal
     agent_trained: bool
     reason: Text
+
+
+class RlDecision(Payload):
+    """The sized decision on one signal, carrying what execution needs from that signal (its
+    event id keys the intent, so the same signal sized twice still trades once). A size of 0
+    with its `reason` is a decision too: HOLD, no edge, or an account snapshot that is missing
+    or stale (`account_snapshot_age_seconds` says how old it was)."""
+
+    symbol: Symbol
+    action: SignalAction
+    agent_action: Probability
+    kelly_fraction: Probability
+    final_size_usd: NonNegativeDecimal
+    agent_trained: bool
+    reason: Text
+    signal_event_id: uuid.UUID
+    confidence: Probability
+    reference_price: PositiveDecimal | None = None  # the price the signal saw (the collar checks it)
+    model_versions: dict[str, str] = Field(default_factory=dict)
+    account_snapshot_age_seconds: NonNegativeFloat | None = None
 
 
 class UniverseOpportunity(Payload):
@@ -187,20 +158,12 @@ class UniverseOpportunity(Payload):
     trend_strength: float = Field(allow_inf_nan=False)
 
 
-class ExecutionStrategy(StrEnum):
-    MARKET = "market"
-    LIMIT = "limit"
-    TWAP = "twap"
-    VWAP = "vwap"
-    SMART = "smart"  # chooses by order size against the symbol's liquidity
-
-
 class ExecutionRequest(Payload):
     """A manual order from an operator; it goes through the same risk path as a signal."""
 
     client_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,36}$")]
     symbol: Symbol
-    side: OrderSide
+    side: Side
     order_type: OrderType
     amount: PositiveDecimal
     price: PositiveDecimal | None = None
@@ -213,7 +176,7 @@ class ExecutionRequest(Payload):
     on_timeout: Annotated[str, Field(pattern=r"^(cancel|reprice)$")] = "reprice"
     stop_loss_price: PositiveDecimal | None = None
     take_profit_price: PositiveDecimal | None = None
-    requested_by: str = Field(default="", max_length=150)
+    requested_by: str = Field(default="", max_length=USER_MAX)
 
     @model_validator(mode="after")
     def _limit_needs_price(self) -> ExecutionRequest:
@@ -237,7 +200,7 @@ class ExecutionResult(Payload):
     client_order_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,36}$")]
     exchange_order_id: str | None = None
     symbol: Symbol
-    side: OrderSide
+    side: Side
     status: ExecutionStatus
     requested_amount: PositiveDecimal
     filled_amount: NonNegativeDecimal
@@ -247,7 +210,7 @@ class ExecutionResult(Payload):
     slippage_pct: float | None = Field(default=None, allow_inf_nan=False)
     fee_usd: NonNegativeDecimal = Decimal("0")
     strategy: str = Field(default="market", max_length=16)
-    intent_key: str = Field(default="", max_length=128)
+    intent_key: str = Field(default="", max_length=NAME_MAX)
     intent_complete: bool = True
     reason: str = ""
 
@@ -270,7 +233,7 @@ class PositionOpened(Payload):
     take_profit_price: PositiveDecimal | None = None
     liquidation_price: PositiveDecimal | None = None
     entry_confidence: Probability | None = None
-    entry_model: str = Field(default="", max_length=128)
+    entry_model: str = Field(default="", max_length=NAME_MAX)
     opened_at: UtcDatetime | None = None
 
 
@@ -291,7 +254,7 @@ class PositionClosed(Payload):
     leverage: int = Field(default=1, ge=1, le=125)
     duration_seconds: NonNegativeFloat = 0.0
     entry_confidence: Probability | None = None
-    entry_model: str = Field(default="", max_length=128)
+    entry_model: str = Field(default="", max_length=NAME_MAX)
     opened_at: UtcDatetime | None = None
 
 
@@ -323,9 +286,9 @@ class PolicyUpdated(Payload):
 
 
 class SystemModeChanged(Payload):
-    previous_mode: SystemMode
-    mode: SystemMode
-    reason: Annotated[str, Field(min_length=3, max_length=2000)]
+    previous_mode: Mode
+    mode: Mode
+    reason: Annotated[str, Field(min_length=3, max_length=TEXT_MAX)]
     changed_by: Name
 
 
@@ -452,11 +415,11 @@ class EventType(StrEnum):
     PLATFORM_PROBE = "platform.probe"
 
 
-# type -> (payload model, current schema version)
+# type -> (payload model, current schema version): what is published now.
 PAYLOADS: dict[EventType, tuple[type[Payload], int]] = {
     EventType.SIGNAL_GENERATED: (SignalGenerated, 1),
     EventType.MODEL_PREDICTION: (ModelPrediction, 1),
-    EventType.RL_DECISION: (RlDecision, 1),
+    EventType.RL_DECISION: (RlDecision, 2),
     EventType.UNIVERSE_OPPORTUNITY: (UniverseOpportunity, 1),
     EventType.EXECUTION_REQUEST: (ExecutionRequest, 1),
     EventType.EXECUTION_RESULT: (ExecutionResult, 1),
@@ -476,6 +439,25 @@ PAYLOADS: dict[EventType, tuple[type[Payload], int]] = {
     EventType.ORCHESTRATOR_DIRECTIVE: (OrchestratorDirective, 1),
     EventType.PLATFORM_PROBE: (PlatformProbe, 1),
 }
+
+
+# Older versions still parsed (stored events, a worker not yet upgraded). A consumer that
+# cannot act on an old version refuses it with its reason; nothing publishes them any more.
+OLDER_PAYLOADS: dict[tuple[EventType, int], type[Payload]] = {
+    (EventType.RL_DECISION, 1): RlDecisionV1,
+}
+
+
+def payload_model(event_type: EventType, version: int) -> type[Payload]:
+    model, current = PAYLOADS[event_type]
+    if version == current:
+        return model
+    try:
+        return OLDER_PAYLOADS[(event_type, version)]
+    except KeyError:
+        known = sorted([current, *(v for (t, v) in OLDER_PAYLOADS if t == event_type)])
+        raise EventValidationError(event_type, [{
+            "field": "version", "message": f"unknown version {version} of {event_type}; known: {known}"}]) from None
 
 
 class EventValidationError(ValueError):
@@ -519,9 +501,8 @@ class EventEnvelope(BaseModel):
         return v
 
     def data(self) -> Payload:
-        """The typed payload."""
-        model, _ = PAYLOADS[self.type]
-        return model.model_validate(self.payload)
+        """The typed payload, of the model of this envelope's version."""
+        return payload_model(self.type, self.version).model_validate(self.payload)
 
 
 def validate_payload(event_type: str, payload: Any) -> tuple[EventType, Payload, int]:
@@ -569,5 +550,8 @@ def parse_envelope(raw: dict[str, Any]) -> EventEnvelope:
         env = EventEnvelope.model_validate(raw)
     except ValidationError as exc:
         raise EventValidationError(str(raw.get("type", "?")), _errors_from(exc, "")) from None
-    validate_payload(env.type, env.payload)
+    try:
+        payload_model(env.type, env.version).model_validate(env.payload)
+    except ValidationError as exc:
+        raise EventValidationError(env.type, _errors_from(exc, "payload.")) from None
     return env

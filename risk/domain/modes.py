@@ -6,19 +6,12 @@ The system may only escalate (towards HALTED); every de-escalation needs an oper
 """
 from __future__ import annotations
 
-from enum import StrEnum
+from core.enums import Mode
 
 __all__ = ["Mode", "ModeTransitionError", "allowed_targets", "allows_entries", "check_transition",
            "restrictiveness", "sends_orders"]
 
 MIN_REASON_CHARS = 3
-
-
-class Mode(StrEnum):
-    NORMAL = "NORMAL"
-    SHADOW = "SHADOW"
-    REDUCE_ONLY = "REDUCE_ONLY"
-    HALTED = "HALTED"
 
 
 class ModeTransitionError(ValueError):

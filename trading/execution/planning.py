@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from trading.decimals import non_negative, positive, to_decimal
+from core.decimals import non_negative, positive, round_to_step, to_decimal
 
 __all__ = [
     "CLIENT_ORDER_ID_PATTERN",
@@ -203,16 +203,12 @@ def _units(x: Decimal, step: Decimal, rounding: str = ROUND_DOWN) -> int:
 def round_down_to_step(x: Decimal, step: Decimal) -> Decimal:
     """The largest multiple of `step` not above `x` in magnitude (toward zero): a quantity
     rounded to the lot size never exceeds what was asked."""
-    x = _dec(x, "x")
-    step = _positive(step, "step")
-    return _units(x, step) * step
+    return round_to_step(x, step, ROUND_DOWN)
 
 
 def round_up_to_step(x: Decimal, step: Decimal) -> Decimal:
     """The smallest multiple of `step` not below `x` (toward +infinity)."""
-    x = _dec(x, "x")
-    step = _positive(step, "step")
-    return _units(x, step, ROUND_CEILING) * step
+    return round_to_step(x, step, ROUND_CEILING)
 
 
 # --------------------------------------------------------------------------- slicing

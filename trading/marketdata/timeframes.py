@@ -5,18 +5,20 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from core.enums import Timeframe
 from trading.exchanges.errors import BadTimeframe
 
-# Supported timeframes and their length in seconds, finest first.
-TIMEFRAME_SECONDS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
+# Supported timeframes and their length in seconds, finest first (core.enums.Timeframe).
+TIMEFRAME_SECONDS: dict[str, int] = {t.value: t.seconds for t in Timeframe}
 TIMEFRAMES: tuple[str, ...] = tuple(TIMEFRAME_SECONDS)
 
 
 def seconds(timeframe: str) -> int:
+    """The timeframe's length; BadTimeframe (the exchange layer's error) for an unknown one."""
     try:
-        return TIMEFRAME_SECONDS[timeframe]
-    except KeyError:
-        raise BadTimeframe(f"unknown timeframe {timeframe!r}; supported: {', '.join(TIMEFRAMES)}") from None
+        return Timeframe.parse(timeframe).seconds
+    except ValueError as exc:
+        raise BadTimeframe(str(exc)) from None
 
 
 def milliseconds(timeframe: str) -> int:

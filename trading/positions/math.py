@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Literal
 
-from trading.decimals import non_negative, positive, to_decimal
+from core.decimals import non_negative, positive, round_to_step, to_decimal
 
 __all__ = [
     "EXIT_REASONS",
@@ -62,9 +62,7 @@ def _sign(side: str) -> int:
 
 
 def _round(x: Decimal, tick: Decimal | None, rounding: str) -> Decimal:
-    if tick is None:
-        return x
-    return (x / tick).to_integral_value(rounding=rounding) * tick
+    return x if tick is None else round_to_step(x, tick, rounding)
 
 
 # --------------------------------------------------------------------------- PnL

@@ -91,6 +91,8 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import NamedTuple
 
+from core.decimals import round_to_step
+from core.decimals import to_decimal as core_decimal
 from trading.exchanges.errors import InsufficientFunds, InvalidOrder
 
 EXCHANGE_ID = "paper"
@@ -253,19 +255,11 @@ def flat_position(leverage: int) -> PositionState:
 
 
 def to_decimal(value: object, name: str = "value") -> Decimal:
-    """Decimal from int/str/Decimal/float (a float through its shortest repr: 0.1 -> 0.1)."""
+    """core's conversion, refused as the exchange refuses a bad order (InvalidOrder)."""
     try:
-        if isinstance(value, Decimal):
-            d = value
-        elif isinstance(value, float):
-            d = Decimal(repr(float(value)))  # float(): numpy floats repr as np.float64(...)
-        else:
-            d = Decimal(str(value))
-    except (InvalidOperation, ValueError, TypeError):
-        raise InvalidOrder(f"{name} {value!r} is not a number", exchange=EXCHANGE_ID) from None
-    if not d.is_finite():
-        raise InvalidOrder(f"{name} {value!r} is not a finite number", exchange=EXCHANGE_ID)
-    return d
+        return core_decimal(value, name)
+    except ValueError as exc:
+        raise InvalidOrder(str(exc), exchange=EXCHANGE_ID) from None
 
 
 def fmt(value: Decimal) -> str:
@@ -278,11 +272,11 @@ def q12(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
 
 
 def floor_to_step(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).to_integral_value(rounding=ROUND_FLOOR) * step
+    return round_to_step(value, step, ROUND_FLOOR)
 
 
 def ceil_to_step(value: Decimal, step: Decimal) -> Decimal:
-    return (value / step).to_integral_value(rounding=ROUND_CEILING) * step
+    return round_to_step(value, step, ROUND_CEILING)
 
 
 def is_multiple(value: Decimal, step: Decimal) -> bool:
