@@ -277,8 +277,9 @@ def _json_bytes(obj: Any) -> bytes:
 
 class TorchForecaster(Forecaster):
     """Shared training and inference for the PyTorch sequence models. Subclasses give
-    `_build(sample_shape) -> nn.Module` whose forward maps (B, lookback, channels) float32 to
-    (B,) logits and which has `set_scaler(mean, std)` and `init_output_bias(logit)`.
+    `_build(sample_shape) -> neural.SequenceClassifier`: forward maps (B, lookback, channels)
+    float32 to (B,) logits; `set_scaler(mean, std)` and `init_output_bias(logit)` are called
+    before the first epoch.
 
     Training: AdamW on binary cross-entropy, shuffled mini-batches from a seeded generator,
     gradient clipping, early stopping on validation loss (best epoch's weights kept).

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ai.forecasters.base import TorchForecaster
+from ai.forecasters.neural import SequenceClassifier
 
 
 class NHiTSBlock(nn.Module):
@@ -84,11 +85,11 @@ def interpolate(theta: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(theta, size=size, mode="linear", align_corners=True)
 
 
-class NHiTS(nn.Module):
+class NHiTS(SequenceClassifier):
     def __init__(self, lookback: int = 64, n_channels: int = 3, horizon: int = 16,
                  pool_kernels: tuple[int, ...] = (8, 4, 1), downsample: tuple[int, ...] = (8, 4, 1),
                  n_blocks: int = 1, hidden: int = 128, n_layers: int = 2, dropout: float = 0.0):
-        super().__init__()
+        super().__init__(n_channels)
         if len(pool_kernels) != len(downsample):
             raise ValueError("pool_kernels and downsample need one entry per stack")
         self.lookback, self.n_channels, self.horizon = lookback, n_channels, horizon
@@ -96,20 +97,13 @@ class NHiTS(nn.Module):
             NHiTSBlock(lookback, horizon, n_channels, k, r, hidden, n_layers, dropout)
             for k, r in zip(pool_kernels, downsample, strict=True) for _ in range(n_blocks))
         self.head = nn.Linear(n_channels * horizon, 1)
-        self.register_buffer("x_mean", torch.zeros(n_channels))
-        self.register_buffer("x_std", torch.ones(n_channels))
 
-    def set_scaler(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.x_mean.copy_(mean)
-        self.x_std.copy_(std)
-
-    def init_output_bias(self, logit: float) -> None:
-        with torch.no_grad():
-            self.head.bias.fill_(logit)
+    def output_layer(self) -> nn.Linear:
+        return self.head
 
     def decompose(self, x: torch.Tensor):
         """x (B, L, C) -> (scaled input (B, C, L), final residual, [backcasts], [forecasts])."""
-        x = ((x - self.x_mean) / self.x_std).transpose(1, 2)
+        x = self.standardize(x)
         residual, backcasts, forecasts = x, [], []
         for block in self.blocks:
             b, f = block(residual)
@@ -120,7 +114,7 @@ class NHiTS(nn.Module):
 
     def forecast(self, x: torch.Tensor) -> torch.Tensor:
         """The summed (B, C, H) forecast path."""
-        x = ((x - self.x_mean) / self.x_std).transpose(1, 2)
+        x = self.standardize(x)
         residual, total = x, None
         for block in self.blocks:
             b, f = block(residual)

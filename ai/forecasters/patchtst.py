@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ai.forecasters.base import TorchForecaster
+from ai.forecasters.neural import SequenceClassifier
 
 
 class RevIN(nn.Module):
@@ -83,11 +84,11 @@ def n_patches(lookback: int, patch_len: int, stride: int) -> int:
     return (lookback - patch_len) // stride + 2
 
 
-class PatchTST(nn.Module):
+class PatchTST(SequenceClassifier):
     def __init__(self, lookback: int = 64, n_channels: int = 3, patch_len: int = 16, stride: int = 8,
                  d_model: int = 32, n_heads: int = 4, n_layers: int = 2, d_ff: int = 64, dropout: float = 0.1,
                  head_dim: int = 16, cls_hidden: int = 32):
-        super().__init__()
+        super().__init__(n_channels)
         if lookback < patch_len:
             raise ValueError(f"lookback {lookback} is shorter than a patch ({patch_len})")
         self.lookback, self.n_channels, self.patch_len, self.stride = lookback, n_channels, patch_len, stride
@@ -102,16 +103,9 @@ class PatchTST(nn.Module):
                                           nn.Linear(self.n_patches * d_model, head_dim))
         self.classifier = nn.Sequential(nn.Linear(n_channels * (head_dim + 2), cls_hidden), nn.GELU(),
                                         nn.Linear(cls_hidden, 1))
-        self.register_buffer("x_mean", torch.zeros(n_channels))
-        self.register_buffer("x_std", torch.ones(n_channels))
 
-    def set_scaler(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.x_mean.copy_(mean)
-        self.x_std.copy_(std)
-
-    def init_output_bias(self, logit: float) -> None:
-        with torch.no_grad():
-            self.classifier[-1].bias.fill_(logit)
+    def output_layer(self) -> nn.Linear:
+        return self.classifier[-1]
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, L) -> patches (B, C, n_patches, patch_len)."""
@@ -120,7 +114,7 @@ class PatchTST(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, L, C) -> per-channel representations (B, C, head_dim), instance stats (B, C, 2)."""
         b = x.shape[0]
-        x = ((x - self.x_mean) / self.x_std).transpose(1, 2)
+        x = self.standardize(x)
         xn, mean, std = self.revin(x)
         patches = self.patchify(xn)  # (B, C, N, P)
         z = self.embed(patches.reshape(b * self.n_channels, self.n_patches, self.patch_len)) + self.pos

@@ -417,6 +417,22 @@ def test_patchtst_channels_are_independent_and_instance_normalized():
     torch.testing.assert_close(stats3[..., 1] - stats[..., 1], torch.log(scale).expand(4, 3), atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("model_type", ["nhits", "patchtst"])
+def test_torch_models_keep_the_training_scaler_in_the_weights_under_the_saved_names(model_type):
+    """weights.pt is loaded with strict=True: x_mean / x_std are keys of every saved artifact."""
+    import torch
+
+    model = create(model_type, **TINY[model_type])._build((64, 3))
+    mean, std = torch.tensor([1.0, -2.0, 5.0]), torch.tensor([0.5, 2.0, 4.0])
+    model.set_scaler(mean, std)
+    state = model.state_dict()
+    torch.testing.assert_close(state["x_mean"], mean)
+    torch.testing.assert_close(state["x_std"], std)
+    x = mean + std * torch.arange(64, dtype=torch.float32)[None, :, None]  # (1, 64, 3)
+    torch.testing.assert_close(model.standardize(x), torch.arange(64, dtype=torch.float32).expand(1, 3, 64))
+    model.init_output_bias(-0.75)
+    assert model.output_layer().bias.tolist() == [-0.75]
+
 def test_forecaster_class_table_is_complete():
     for model_type in MODEL_TYPES:
         model = create(model_type)
