@@ -1,7 +1,8 @@
-"""The Celery app: queues, routing, execution-queue semantics, and the process hooks.
+"""The Celery app: queues, routing, and the process hooks.
 
-Queues come from qtweb/queues.py; schedules from qtweb/schedules.py; worker start/stop hooks
-(heartbeats, health server, outbox re-dispatch) from qtweb/worker.py.
+Queues come from qtweb/queues.py; each task's queue and execution semantics from its decorator
+(qtweb/taskqueue.py); schedules from qtweb/schedules.py; worker start/stop hooks (heartbeats,
+health server, outbox re-dispatch, the apps' hooks of qtweb/lifecycle.py) from qtweb/worker.py.
 """
 import os
 
@@ -9,6 +10,7 @@ from celery import Celery
 from kombu import Queue as KombuQueue
 
 from qtweb.queues import Queue
+from qtweb.taskqueue import route_task
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "qtweb.settings.local")
 
@@ -18,29 +20,10 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [KombuQueue(q.value, routing_key=q.value) for q in Queue]
 app.conf.task_default_queue = Queue.OPS.value
 
-# Routing by task-name prefix, the one place a task's queue is decided (Celery 5.7 deprecates
-# queue= on the task decorator). Name tasks "<app>.<area>.<verb>"; apply_async(queue=...) wins.
-app.conf.task_routes = [
-    {
-        "ai.*": {"queue": Queue.INFERENCE.value},
-        "trading.*": {"queue": Queue.EXECUTION.value},
-        "risk.*": {"queue": Queue.EXECUTION.value},
-        "analytics.learning.*": {"queue": Queue.LEARNING.value},
-        "analytics.*": {"queue": Queue.OPS.value},
-        "qtweb.*": {"queue": Queue.OPS.value},
-    }
-]
-
-# Options every execution-queue task must carry (use: @shared_task(**EXECUTION_TASK_OPTIONS)).
-# acks_late + reject_on_worker_lost: a message is acknowledged only once the task finished, so
-# a worker that dies mid-order leaves it on the queue; the task must therefore be idempotent
-# (client order ids, processed markers). Their names start with trading. or risk., which
-# routes them to the execution queue. Prefetch 1 is set on the execution worker's command
-# line (deploy/supervisord.conf, docker-compose.yml) so one slow order never holds others.
-EXECUTION_TASK_OPTIONS = {
-    "acks_late": True,
-    "reject_on_worker_lost": True,
-}
+# Each task declares its queue on its decorator (qtweb/taskqueue.py, @queue_task), which also
+# gives execution-queue tasks acks_late and reject_on_worker_lost; messages are routed from that
+# table. A task not declared there goes to the default queue; apply_async(queue=...) wins.
+app.conf.task_routes = (route_task,)
 
 app.autodiscover_tasks(["qtweb.events", "qtweb.rpc"])
 app.autodiscover_tasks()  # <app>.tasks of every installed app

@@ -1,7 +1,7 @@
 """The queues and services of the design, declared once.
 
-Task routing (qtweb/celery.py, by task-name prefix), workers, RPC and health all read the
-tables below, so adding a service means editing this file and the routes only.
+Tasks name their queue on their decorator (qtweb/taskqueue.py); workers, RPC and health read
+the tables below, so adding a service means editing this file only.
 """
 from enum import StrEnum
 

@@ -1,12 +1,12 @@
-"""Celery tasks of the exec-risk service (routed to the execution queue by the trading. prefix)."""
-from celery import shared_task
-
-from qtweb.celery import EXECUTION_TASK_OPTIONS
+"""Celery tasks of the exec-risk service, all on the execution queue: @queue_task gives them acks_late
+and reject_on_worker_lost (qtweb/taskqueue.py), so each must be idempotent."""
+from qtweb.queues import Queue
+from qtweb.taskqueue import queue_task
 
 
 # Idempotent by design: a re-run after a lost worker finds no new bars (ingest upserts, the
 # simulator advances under a row lock) and publishes nothing twice.
-@shared_task(name="trading.feed.poll", ignore_result=True, soft_time_limit=60, time_limit=90, **EXECUTION_TASK_OPTIONS)
+@queue_task(Queue.EXECUTION, name="trading.feed.poll", ignore_result=True, soft_time_limit=60, time_limit=90)
 def poll_feed() -> int:
     from trading.marketdata.feed import run_once
 
@@ -20,8 +20,8 @@ def _retrying(task, exc) -> None:
 
 # Intents are idempotent: a lock per intent, deterministic clientOrderIds, orders recorded before
 # they are sent. A re-delivery after a lost worker continues where the last run stopped.
-@shared_task(name="trading.execution.process_intent", bind=True, ignore_result=True, soft_time_limit=120,
-             time_limit=150, **EXECUTION_TASK_OPTIONS)
+@queue_task(Queue.EXECUTION, name="trading.execution.process_intent", bind=True, ignore_result=True,
+            soft_time_limit=120, time_limit=150)
 def process_intent(self, intent_id: int) -> None:
     from trading.execution.orders import ExecutionRetry
     from trading.execution.services import intent_process
@@ -32,8 +32,8 @@ def process_intent(self, intent_id: int) -> None:
         _retrying(self, exc)
 
 
-@shared_task(name="trading.execution.advance_intent", bind=True, ignore_result=True, soft_time_limit=120,
-             time_limit=150, **EXECUTION_TASK_OPTIONS)
+@queue_task(Queue.EXECUTION, name="trading.execution.advance_intent", bind=True, ignore_result=True,
+            soft_time_limit=120, time_limit=150)
 def advance_intent(self, intent_id: int) -> None:
     from trading.execution.orders import ExecutionRetry
     from trading.execution.services import intent_advance
@@ -44,16 +44,14 @@ def advance_intent(self, intent_id: int) -> None:
         _retrying(self, exc)
 
 
-@shared_task(name="trading.execution.sweep", ignore_result=True, soft_time_limit=60, time_limit=90,
-             **EXECUTION_TASK_OPTIONS)
+@queue_task(Queue.EXECUTION, name="trading.execution.sweep", ignore_result=True, soft_time_limit=60, time_limit=90)
 def sweep_intents() -> dict:
     from trading.execution.services import sweep
 
     return sweep()
 
 
-@shared_task(name="trading.positions.monitor", ignore_result=True, soft_time_limit=60, time_limit=90,
-             **EXECUTION_TASK_OPTIONS)
+@queue_task(Queue.EXECUTION, name="trading.positions.monitor", ignore_result=True, soft_time_limit=60, time_limit=90)
 def monitor_positions() -> dict:
     from risk.services.governor import governor_check
     from trading.positions.monitor import monitor_once
@@ -64,8 +62,7 @@ def monitor_positions() -> dict:
         governor_check(trigger="monitor")
 
 
-@shared_task(name="trading.reconcile", ignore_result=True, soft_time_limit=120, time_limit=150,
-             **EXECUTION_TASK_OPTIONS)
+@queue_task(Queue.EXECUTION, name="trading.reconcile", ignore_result=True, soft_time_limit=120, time_limit=150)
 def reconcile_exchange(reason: str = "periodic") -> bool:
     from trading.execution.reconciliation import reconcile
 

@@ -1,13 +1,14 @@
 """The one Celery task that delivers an event to a subscriber, and the outbox housekeeping."""
 from __future__ import annotations
 
-from celery import shared_task
 from django.conf import settings
 
 from qtweb import metrics
 from qtweb.events import bus
 from qtweb.events.schemas import EventValidationError
 from qtweb.logging import get_logger
+from qtweb.queues import Queue
+from qtweb.taskqueue import queue_task
 
 log = get_logger(__name__)
 
@@ -21,7 +22,10 @@ def retry_backoff_seconds(retries_done: int) -> float:
     return min(settings.EVENT_RETRY_BACKOFF_SECONDS * (2**retries_done), MAX_RETRY_BACKOFF_SECONDS)
 
 
-@shared_task(
+# Declared on ops, the queue a delivery without one would take: bus.send_delivery always names
+# the subscriber's queue, and acks_late/reject_on_worker_lost hold on every queue it goes to.
+@queue_task(
+    Queue.OPS,
     bind=True,
     name="qtweb.events.deliver",
     acks_late=True,
@@ -57,11 +61,11 @@ def deliver_event(self, delivery_id: int, subscriber: str, wire: dict) -> str:
     return outcome
 
 
-@shared_task(name="qtweb.events.redispatch_pending", ignore_result=True)  # ops (route qtweb.*)
+@queue_task(Queue.OPS, name="qtweb.events.redispatch_pending", ignore_result=True)
 def redispatch_pending_task() -> int:
     return bus.redispatch_pending(reason="sweep")
 
 
-@shared_task(name="qtweb.events.prune_processed", ignore_result=True)  # ops (route qtweb.*)
+@queue_task(Queue.OPS, name="qtweb.events.prune_processed", ignore_result=True)
 def prune_processed_task() -> int:
     return bus.prune_processed()

@@ -1,4 +1,5 @@
-"""The Celery contract: queues declared once, routing by name, JSON only, limits, execution semantics."""
+"""The Celery contract: queues declared once, each task declared with its queue, JSON only, limits,
+execution semantics."""
 from __future__ import annotations
 
 import configparser
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from qtweb.celery import EXECUTION_TASK_OPTIONS, app
+from qtweb.celery import app
 from qtweb.queues import SERVICE_PORTS, SERVICE_QUEUES, Queue, Service, resolve_service, service_for_queue
+from qtweb.taskqueue import EXECUTION_TASK_OPTIONS, queue_task, task_queue, task_routes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,14 +21,46 @@ def test_the_four_queues_are_declared_and_owned_by_one_service_each():
     assert SERVICE_PORTS == {Service.WEB: 8000, Service.AI: 8001, Service.EXEC_RISK: 8002, Service.ANALYTICS: 8003}
 
 
+@pytest.fixture(scope="module")
+def project_tasks():
+    """Every task module of the installed apps imported, as a worker does at start."""
+    app.loader.import_default_modules()
+    # Tasks defined in test modules (qtweb/tests/test_rpc_and_commands.py) are not the project's.
+    return {name: t for name, t in app.tasks.items() if type(t).__module__.rsplit(".", 1)[-1] == "tasks"}
+
+
 @pytest.mark.parametrize(("task", "queue"), [
-    ("ai.inference.run", "inference"), ("trading.orders.place", "execution"), ("risk.validate", "execution"),
-    ("analytics.learning.retrain", "learning"), ("analytics.health.evaluate", "ops"),
-    ("qtweb.events.redispatch_pending", "ops"),
+    ("ai.inference.run", "inference"), ("trading.execution.process_intent", "execution"),
+    ("trading.reconcile", "execution"), ("analytics.learning.retrain_rl_agent", "learning"),
+    ("analytics.health.evaluate", "ops"), ("qtweb.events.redispatch_pending", "ops"),
 ])
-def test_tasks_route_by_name(task, queue):
+def test_tasks_route_to_the_queue_they_declare(project_tasks, task, queue):
     route = app.amqp.router.route({}, task)
-    assert route["queue"].name == queue
+    assert route["queue"].name == queue == task_queue(task)
+
+
+def test_every_task_of_the_project_declares_exactly_one_queue(project_tasks):
+    assert project_tasks, "no task module was imported"
+    undeclared = sorted(name for name in project_tasks if task_queue(name) is None)
+    assert not undeclared, f"declare these with @queue_task: {undeclared}"
+    assert set(task_routes()) <= set(app.tasks)
+    with pytest.raises(ValueError, match="already declared on the inference queue"):
+        queue_task(Queue.OPS, name="ai.inference.run")(lambda: None)
+    assert task_queue("ai.inference.run") is Queue.INFERENCE
+
+
+def test_every_schedule_sends_a_task_that_exists_to_the_queue_it_declares(project_tasks):
+    from qtweb.schedules import SCHEDULES
+
+    for key, sched in SCHEDULES.items():
+        assert sched.task in project_tasks, key
+        assert task_queue(sched.task) is sched.queue, key
+
+
+def test_a_name_alone_no_longer_picks_a_queue_and_an_explicit_queue_wins(project_tasks):
+    assert app.amqp.router.route({}, "trading.undeclared")["queue"].name == app.conf.task_default_queue == "ops"
+    assert app.amqp.router.route({"queue": "execution"}, "qtweb.rpc.execute")["queue"].name == "execution"
+    assert app.amqp.router.route({"queue": "learning"}, "trading.reconcile")["queue"].name == "learning"
 
 
 def test_json_only_and_time_limits():
@@ -34,8 +68,15 @@ def test_json_only_and_time_limits():
     assert app.conf.task_soft_time_limit and app.conf.task_time_limit > app.conf.task_soft_time_limit
 
 
-def test_execution_semantics():
+def test_execution_semantics(project_tasks):
     assert EXECUTION_TASK_OPTIONS == {"acks_late": True, "reject_on_worker_lost": True}
+    execution = [name for name, queue in task_routes().items() if queue is Queue.EXECUTION]
+    assert "trading.execution.process_intent" in execution
+    for name in execution:
+        assert app.tasks[name].acks_late and app.tasks[name].reject_on_worker_lost, name
+    with pytest.raises(TypeError, match="execution-queue tasks always run with"):
+        queue_task(Queue.EXECUTION, name="tests.not_idempotent", acks_late=False)
+    assert task_queue("tests.not_idempotent") is None
     from qtweb.events.tasks import deliver_event as deliver
 
     assert deliver.acks_late and deliver.reject_on_worker_lost
@@ -52,3 +93,4 @@ def test_service_names_resolve_and_unknown_ones_say_what_exists():
         resolve_service("nope")
     with pytest.raises(ValueError, match="known queues"):
         service_for_queue("fast")
+

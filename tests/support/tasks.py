@@ -1,12 +1,12 @@
 from datetime import UTC, datetime
 
-from celery import shared_task
-
 from qtweb import tracing
 from qtweb.events import EventType, publish
+from qtweb.queues import Queue
+from qtweb.taskqueue import queue_task
 
 
-@shared_task(name="tests.publish_probe")  # callers send it with queue="ops"
+@queue_task(Queue.OPS, name="tests.publish_probe")
 def publish_probe(probe_id: str, note: str = "") -> dict:
     """Publish a probe from inside a task (so its trace id must come from the task header)."""
     env = publish(EventType.PLATFORM_PROBE, {"probe_id": probe_id, "sent_at": datetime.now(UTC), "note": note})
