@@ -15,7 +15,7 @@ def run_inference_task() -> int:
     from ai.inference import run_inference
 
     return len(run_inference().signals)
-from ai.sizing import tasks as _sizing_tasks  # noqa: E402,F401  (discovers analytics.learning.retrain_rl_agent)
+from ai.sizing import tasks as _sizing_tasks  # noqa: E402,F401  (discovers ai.sizing.retrain_rl_agent)
 
 
 @queue_task(Queue.INFERENCE, name="ai.outcomes.score", ignore_result=True, soft_time_limit=60, time_limit=90)

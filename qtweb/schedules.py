@@ -67,14 +67,20 @@ SCHEDULES["qt:trading.feed.poll"] = Schedule(
     description="Live feed: advance the simulator or poll the exchange; store, cache and publish new bars",
 )
 
-SCHEDULES["qt:analytics.learning.retrain_rl_agent"] = Schedule(
-    task="analytics.learning.retrain_rl_agent", every_seconds=24 * 3600, queue=Queue.LEARNING, expires_seconds=3600,
+SCHEDULES["qt:ai.sizing.retrain_rl_agent"] = Schedule(
+    task="ai.sizing.retrain_rl_agent", every_seconds=24 * 3600, queue=Queue.LEARNING, expires_seconds=3600,
     description="RL sizing: retrain the PPO agent on the paper market (new checksummed version serves)",
 )
 
 # Prefix of the periodic tasks this module owns; others (added by an operator in the admin)
 # are left alone by setup_periodic_tasks.
 MANAGED_PREFIX = "qt:"
+
+# Tasks that changed name (old -> new). A beat row stored under an old name would send a task no
+# worker knows, so setup_periodic_tasks points every such row, managed or not, at the new name.
+RENAMED_TASKS: dict[str, str] = {
+    "analytics.learning.retrain_rl_agent": "ai.sizing.retrain_rl_agent",
+}
 
 # --- execution and risk (exec-risk service) ---
 SCHEDULES["qt:trading.execution.sweep"] = Schedule(

@@ -220,10 +220,10 @@ def test_retrain_task_is_routed_to_learning_and_scheduled():
     from qtweb.celery import app
     from qtweb.schedules import SCHEDULES
 
-    assert "analytics.learning.retrain_rl_agent" in app.tasks
-    route = app.amqp.router.route({}, "analytics.learning.retrain_rl_agent")
+    assert "ai.sizing.retrain_rl_agent" in app.tasks
+    route = app.amqp.router.route({}, "ai.sizing.retrain_rl_agent")
     assert route["queue"].name == "learning"
-    assert SCHEDULES["qt:analytics.learning.retrain_rl_agent"].queue == "learning"
+    assert SCHEDULES["qt:ai.sizing.retrain_rl_agent"].queue == "learning"
 
 
 @pytest.mark.django_db

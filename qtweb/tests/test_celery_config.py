@@ -3,6 +3,7 @@ execution semantics."""
 from __future__ import annotations
 
 import configparser
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def project_tasks():
 
 @pytest.mark.parametrize(("task", "queue"), [
     ("ai.inference.run", "inference"), ("trading.execution.process_intent", "execution"),
-    ("trading.reconcile", "execution"), ("analytics.learning.retrain_rl_agent", "learning"),
+    ("trading.reconcile", "execution"), ("ai.sizing.retrain_rl_agent", "learning"),
     ("analytics.health.evaluate", "ops"), ("qtweb.events.redispatch_pending", "ops"),
 ])
 def test_tasks_route_to_the_queue_they_declare(project_tasks, task, queue):
@@ -50,11 +51,13 @@ def test_every_task_of_the_project_declares_exactly_one_queue(project_tasks):
 
 
 def test_every_schedule_sends_a_task_that_exists_to_the_queue_it_declares(project_tasks):
-    from qtweb.schedules import SCHEDULES
+    from qtweb.schedules import RENAMED_TASKS, SCHEDULES
 
     for key, sched in SCHEDULES.items():
         assert sched.task in project_tasks, key
         assert task_queue(sched.task) is sched.queue, key
+    assert not set(RENAMED_TASKS) & set(project_tasks)
+    assert set(RENAMED_TASKS.values()) <= set(project_tasks)
 
 
 def test_a_name_alone_no_longer_picks_a_queue_and_an_explicit_queue_wins(project_tasks):
@@ -94,3 +97,24 @@ def test_service_names_resolve_and_unknown_ones_say_what_exists():
     with pytest.raises(ValueError, match="known queues"):
         service_for_queue("fast")
 
+
+@pytest.mark.django_db
+def test_beat_rows_stored_under_a_renamed_task_follow_the_rename():
+    from django.core.management import call_command
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from qtweb.schedules import RENAMED_TASKS, SCHEDULES
+
+    old, new = "analytics.learning.retrain_rl_agent", "ai.sizing.retrain_rl_agent"
+    assert RENAMED_TASKS[old] == new
+    daily, _ = IntervalSchedule.objects.get_or_create(every=86400, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name=f"qt:{old}", task=old, interval=daily, queue="learning", enabled=False)
+    PeriodicTask.objects.create(name="operator retrain", task=old, interval=daily)
+    out = StringIO()
+    call_command("setup_periodic_tasks", stdout=out)
+    assert "2 renamed" in out.getvalue()
+    assert not PeriodicTask.objects.filter(task__in=list(RENAMED_TASKS)).exists()
+    row = PeriodicTask.objects.get(task=new, name__startswith="qt:")
+    assert row.name == f"qt:{new}" and f"qt:{new}" in SCHEDULES
+    assert not row.enabled  # the operator had paused it; the rename keeps that
+    assert PeriodicTask.objects.get(name="operator retrain").task == new

@@ -5,14 +5,32 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from qtweb.schedules import MANAGED_PREFIX, SCHEDULES
+from qtweb.schedules import MANAGED_PREFIX, RENAMED_TASKS, SCHEDULES
+
+
+def _follow_renamed_tasks() -> int:
+    """Point every beat row stored under a task's old name at its new name. A managed row also
+    takes the key its task is now scheduled under (unless that row exists already), so the
+    operator's enabled/disabled choice and its last run survive the rename; a managed row that
+    cannot take the key is removed below with the other stale ones."""
+    key_for_task = {sched.task: name for name, sched in SCHEDULES.items()}
+    renamed = 0
+    for row in PeriodicTask.objects.filter(task__in=list(RENAMED_TASKS)):
+        row.task = RENAMED_TASKS[row.task]
+        key = key_for_task.get(row.task)
+        if row.name.startswith(MANAGED_PREFIX) and key and not PeriodicTask.objects.filter(name=key).exists():
+            row.name = key
+        row.save()
+        renamed += 1
+    return renamed
 
 
 class Command(BaseCommand):
-    help = "Create, update and remove the system's periodic tasks (django-celery-beat) from qtweb/schedules.py."
+    help = "Create, update, rename and remove the system's periodic tasks (django-celery-beat) from qtweb/schedules.py."
 
     @transaction.atomic
     def handle(self, *args, **options):
+        renamed = _follow_renamed_tasks()
         created = updated = 0
         for name, sched in SCHEDULES.items():
             micro = int(round(sched.every_seconds * 1_000_000))
@@ -46,4 +64,4 @@ class Command(BaseCommand):
         removed = stale.count()
         stale.delete()
         self.stdout.write(f"periodic tasks: {created} created, {updated} updated, {removed} removed, "
-                          f"{len(SCHEDULES)} managed")
+                          f"{renamed} renamed, {len(SCHEDULES)} managed")
