@@ -9,18 +9,13 @@ from tests.support.workers import QUEUES, WorkerSet
 
 @pytest.fixture(autouse=True)
 def _forget_process_memos():
-    """Per-process memos of the execution layer (the day's starting equity, leverage already set
-    on the exchange, the first reconciliation) describe one database; each test builds its own."""
+    """Per-process memos (the day's starting equity, leverage already set on the exchange, the
+    first reconciliation, the sizing inputs, the policy) describe one database; each test builds
+    its own. The apps register their resets in AppConfig.ready (qtweb/lifecycle.py)."""
     yield
-    from ai.sizing.services import forget_memos
-    from risk.services import policy
-    from risk.services.validation import forget_day_start
-    from trading.execution.orders import forget_exchange_state
+    from qtweb.lifecycle import reset_process_memos
 
-    forget_day_start()
-    forget_exchange_state()
-    forget_memos()
-    policy._memo = None
+    reset_process_memos()
 
 
 @pytest.fixture

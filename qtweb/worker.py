@@ -1,5 +1,6 @@
 """Celery signal hooks: trace ids and task metrics in every task; heartbeats, the health
-server and outbox recovery in every worker."""
+server, outbox recovery and the apps' worker-ready hooks in every worker; the apps' memo resets
+in every forked pool process (the hooks are registered in qtweb/lifecycle.py)."""
 from __future__ import annotations
 
 import os
@@ -64,6 +65,14 @@ def _prometheus_child_exit(pid=None, **_):
         multiprocess.mark_process_dead(pid or os.getpid())
 
 
+@signals.worker_process_init.connect
+def _reset_process_memos(**_):
+    """In each forked pool process: memos copied from the parent belong to the parent."""
+    from qtweb.lifecycle import reset_process_memos
+
+    reset_process_memos()
+
+
 @signals.celeryd_after_setup.connect
 def _name_service(sender=None, instance=None, **_):
     """Before the pool forks: every process of this worker logs under its service's name."""
@@ -86,6 +95,7 @@ def _start_worker_services(sender=None, **_):
     from qtweb.events.bus import redispatch_pending
     from qtweb.health.heartbeats import HeartbeatThread
     from qtweb.health.server import HealthServerThread
+    from qtweb.lifecycle import run_worker_ready
     from qtweb.logging import get_logger
     from qtweb.queues import SERVICE_PORTS, service_for_queue
 
@@ -108,15 +118,9 @@ def _start_worker_services(sender=None, **_):
     finally:
         close_old_connections()
 
-    # 2. The execution worker reconciles with the exchange before it places any order (each
-    #    process also checks before its own first order: trading/execution/orders.py).
-    if "execution" in queues:
-        try:
-            from trading.tasks import reconcile_exchange
-
-            reconcile_exchange.apply_async(kwargs={"reason": "worker_start"}, priority=0)
-        except Exception as exc:
-            log.error("could not queue the start-up reconciliation", error=repr(exc))
+    # 2. The apps' start-up hooks for these queues (the execution worker queues a reconciliation
+    #    with the exchange before it places any order: trading/apps.py).
+    run_worker_ready(queues)
 
     hb = HeartbeatThread(worker=node, queues=queues, active_tasks_fn=lambda: len(state.active_requests))
     hb.start()

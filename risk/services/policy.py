@@ -72,6 +72,13 @@ def policy_invalidate() -> None:
     _memo = None
 
 
+def forget_memo() -> None:
+    """Drop this process's memo only; the shared cache stays (a rebuilt test database, a forked
+    worker process)."""
+    global _memo
+    _memo = None
+
+
 def policy_update(*, changes: dict[str, Any], updated_by: str, reason: str = "") -> RiskPolicy:
     """Create the next policy version from the current one plus `changes`.
 
