@@ -2,12 +2,15 @@
 registry (list; promote and retire for staff, through ai.registry)."""
 from __future__ import annotations
 
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ai import selectors
+from ai.filters import ModelVersionFilter
 from ai.models import EvaluationReport, ModelVersion
 
 
@@ -21,7 +24,9 @@ class EvaluationReportListView(ListAPIView):
     """Runs of manage.py evaluate_models, newest first: report folder, verdict, headline figures."""
 
     serializer_class = EvaluationReportSerializer
-    queryset = EvaluationReport.objects.order_by("-created_at")
+
+    def get_queryset(self):
+        return selectors.evaluation_report_list()
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -35,14 +40,11 @@ class ModelVersionListView(ListAPIView):
     """The model registry; filter with ?status=champion and ?model_type=xgboost."""
 
     serializer_class = ModelVersionSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ModelVersionFilter
 
     def get_queryset(self):
-        qs = ModelVersion.objects.order_by("model_type", "-version")
-        if status := self.request.query_params.get("status"):
-            qs = qs.filter(status=status)
-        if model_type := self.request.query_params.get("model_type"):
-            qs = qs.filter(model_type=model_type)
-        return qs
+        return selectors.model_version_list()
 
 
 class StatusChangeSerializer(serializers.Serializer):

@@ -5,14 +5,17 @@ row + `system.mode_changed`, the emergency stop's HALT + `emergency.stop`.
 """
 from __future__ import annotations
 
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from risk import selectors
 from risk.domain.modes import MIN_REASON_CHARS, Mode, ModeTransitionError
 from risk.domain.policy import PolicyError
+from risk.filters import RiskDecisionFilter
 from risk.models import ModeChange, RiskDecision, RiskPolicy
 
 MODE_HISTORY = 20
@@ -89,7 +92,9 @@ class PolicyVersionListView(ListAPIView):
     """Every policy version, newest first (paginated)."""
 
     serializer_class = RiskPolicySerializer
-    queryset = RiskPolicy.objects.order_by("-version")
+
+    def get_queryset(self):
+        return selectors.policy_version_list()
 
 
 # --- modes ---------------------------------------------------------------------------------
@@ -196,20 +201,11 @@ class RiskDecisionListView(ListAPIView):
     """Every verdict of the risk validator, newest first; filter with ?symbol= and ?approved=true|false."""
 
     serializer_class = RiskDecisionSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = RiskDecisionFilter
 
     def get_queryset(self):
-        from rest_framework.exceptions import ValidationError
-
-        qs = RiskDecision.objects.order_by("-created_at", "-pk")
-        if symbol := self.request.query_params.get("symbol"):
-            qs = qs.filter(symbol=symbol)
-        approved = self.request.query_params.get("approved")
-        if approved not in (None, ""):
-            flag = approved.strip().lower()
-            if flag not in ("true", "false", "1", "0"):
-                raise ValidationError({"approved": f"true or false, got {approved!r}"})
-            qs = qs.filter(approved=flag in ("true", "1"))
-        return qs
+        return selectors.risk_decision_list()
 
 
 class ValidateRiskSerializer(serializers.Serializer):

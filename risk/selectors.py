@@ -83,3 +83,21 @@ def drawdown_and_exposure() -> tuple[float, float, Decimal | None]:
     drawdown = max(ZERO, (start - view.equity_usd) / start) if start > 0 else ZERO
     gross = sum((p.notional_usd for p in view.positions), ZERO)
     return float(drawdown), float(gross / view.equity_usd), view.equity_usd
+
+
+# --- the API's lists (risk/api.py filters them with risk/filters.py) --------------------------
+# These return QuerySets (the API filters and paginates them further).
+
+
+def risk_decision_list():
+    """Every verdict of the risk validator, newest first."""
+    from risk.models import RiskDecision
+
+    return RiskDecision.objects.order_by("-created_at", "-pk")
+
+
+def policy_version_list():
+    """Every policy version, newest first."""
+    from risk.models import RiskPolicy
+
+    return RiskPolicy.objects.order_by("-version")

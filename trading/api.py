@@ -7,30 +7,22 @@ from __future__ import annotations
 
 import uuid
 
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from trading.models import ExecutionIntent, Order, OrderStatus, Position, PositionStatus, ReconciliationRun
+from trading import selectors
+from trading.filters import ExecutionIntentFilter, OrderFilter, PositionFilter, ReconciliationRunFilter
+from trading.models import ExecutionIntent, Order, ReconciliationRun
 
 
 def _exchange() -> str:
-    from trading.execution.gateway import exchange_id
+    from trading.exchanges.account import exchange_id
 
     return exchange_id()
-
-
-def _choice(params, name: str, allowed) -> str | None:
-    value = params.get(name)
-    if value in (None, ""):
-        return None
-    allowed = [str(a) for a in allowed]
-    if value not in allowed:
-        raise ValidationError({name: f"one of {', '.join(allowed)}, got {value!r}"})
-    return value
 
 
 # --- positions -----------------------------------------------------------------------------
@@ -49,15 +41,11 @@ class PositionListView(ListAPIView):
     """Positions on the execution exchange, newest first; ?status=open|closed, ?symbol=."""
 
     serializer_class = PositionSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = PositionFilter
 
     def get_queryset(self):
-        params = self.request.query_params
-        qs = Position.objects.filter(exchange=_exchange()).select_related("symbol").order_by("-opened_at", "-pk")
-        if status := _choice(params, "status", PositionStatus.values):
-            qs = qs.filter(status=status)
-        if symbol := params.get("symbol"):
-            qs = qs.filter(symbol__symbol=symbol)
-        return qs
+        return selectors.position_list(exchange=_exchange())
 
 
 class PositionStatusView(APIView):
@@ -190,6 +178,8 @@ class OrderListView(ListAPIView):
     trace_id); 400 {"errors": {field: why}} and nothing published when invalid."""
 
     serializer_class = OrderSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = OrderFilter
 
     def get_permissions(self):
         if self.request.method == "POST":
@@ -202,16 +192,7 @@ class OrderListView(ListAPIView):
         return OrderSerializer
 
     def get_queryset(self):
-        params = self.request.query_params
-        qs = Order.objects.filter(exchange=_exchange()).select_related("symbol", "intent")
-        qs = qs.order_by("-created_at", "-pk")
-        if status := _choice(params, "status", OrderStatus.values):
-            qs = qs.filter(status=status)
-        if symbol := params.get("symbol"):
-            qs = qs.filter(symbol__symbol=symbol)
-        if coid := params.get("client_order_id"):
-            qs = qs.filter(client_order_id=coid)
-        return qs
+        return selectors.order_list(exchange=_exchange())
 
     def post(self, request):
         from qtweb.events.bus import publish
@@ -234,30 +215,19 @@ class ExecutionIntentListView(ListAPIView):
     """Execution intents, newest first; ?status=, ?source=, ?symbol=, ?trace_id=."""
 
     serializer_class = ExecutionIntentSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ExecutionIntentFilter
 
     def get_queryset(self):
-        from trading.models import IntentSource, IntentStatus
-
-        params = self.request.query_params
-        qs = ExecutionIntent.objects.select_related("symbol").order_by("-created_at", "-pk")
-        if status := _choice(params, "status", IntentStatus.values):
-            qs = qs.filter(status=status)
-        if source := _choice(params, "source", IntentSource.values):
-            qs = qs.filter(source=source)
-        if symbol := params.get("symbol"):
-            qs = qs.filter(symbol__symbol=symbol)
-        if trace_id := params.get("trace_id"):
-            qs = qs.filter(trace_id=trace_id)
-        return qs
+        return selectors.execution_intent_list()
 
 
 class ReconciliationRunListView(ListAPIView):
     """Reconciliation runs, newest first; ?ok=true|false."""
 
     serializer_class = ReconciliationRunSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = ReconciliationRunFilter
 
     def get_queryset(self):
-        qs = ReconciliationRun.objects.order_by("-started_at", "-pk")
-        if ok := _choice(self.request.query_params, "ok", ["true", "false"]):
-            qs = qs.filter(ok=ok == "true")
-        return qs
+        return selectors.reconciliation_run_list()

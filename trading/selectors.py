@@ -47,3 +47,31 @@ def equity_usd(balance: dict, positions: Iterable[Position], quote: str = "USDT"
         elif not includes_unrealized_pnl:
             equity += p.unrealized_pnl_usd
     return equity.quantize(Decimal("0.01"))
+
+
+# --- the API's lists (trading/api.py filters them with trading/filters.py) --------------------
+# These return QuerySets (the API filters and paginates them further).
+
+
+def position_list(*, exchange: str):
+    """Positions on `exchange`, newest first."""
+    return Position.objects.filter(exchange=exchange).select_related("symbol").order_by("-opened_at", "-pk")
+
+
+def order_list(*, exchange: str):
+    """Orders on `exchange`, newest first."""
+    return Order.objects.filter(exchange=exchange).select_related("symbol", "intent").order_by("-created_at", "-pk")
+
+
+def execution_intent_list():
+    """Execution intents on every exchange, newest first."""
+    from trading.models import ExecutionIntent
+
+    return ExecutionIntent.objects.select_related("symbol").order_by("-created_at", "-pk")
+
+
+def reconciliation_run_list():
+    """Reconciliation runs, newest first."""
+    from trading.models import ReconciliationRun
+
+    return ReconciliationRun.objects.order_by("-started_at", "-pk")

@@ -283,7 +283,11 @@ def test_decisions_are_paginated_and_filtered(viewer):
     assert viewer.get("/api/risk/decisions/", {"approved": "true"}).json()["count"] == 2
     page = viewer.get("/api/risk/decisions/", {"limit": 1, "offset": 1}).json()
     assert page["count"] == 3 and len(page["results"]) == 1 and page["next"] and page["previous"]
-    assert viewer.get("/api/risk/decisions/", {"approved": "maybe"}).status_code == 400
+    bad = viewer.get("/api/risk/decisions/", {"approved": "maybe"})
+    assert bad.status_code == 400 and bad.json() == {"approved": ["true or false, got 'maybe'"]}
+    assert viewer.get("/api/risk/decisions/", {"approved": " TRUE "}).json()["count"] == 2
+    assert viewer.get("/api/risk/decisions/", {"approved": "0"}).json()["count"] == 1
+    assert viewer.get("/api/risk/decisions/", {"approved": ""}).json()["count"] == 3
 
 
 # --- what-if validation --------------------------------------------------------------------
@@ -292,7 +296,7 @@ def test_decisions_are_paginated_and_filtered(viewer):
 @pytest.fixture
 def market(db, settings):
     from tests.support.execution import build_market
-    from trading.execution.gateway import use_gateway
+    from trading.exchanges.account import use_gateway
 
     settings.MARKET_EXCHANGE = "paper"
     settings.EXECUTION_EXCHANGE = ""

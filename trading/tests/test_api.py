@@ -139,6 +139,23 @@ def test_orders_intents_and_reconciliations(viewer):
     assert viewer.get("/api/trading/reconciliations/", {"ok": "perhaps"}).status_code == 400
 
 
+@pytest.mark.parametrize(("url", "param", "value", "allowed"), [
+    ("/api/trading/positions/", "status", "maybe", "one of open, closed, got 'maybe'"),
+    ("/api/trading/orders/", "status", "nope",
+     "one of pending, open, partial, filled, cancelled, rejected, unknown, got 'nope'"),
+    ("/api/trading/intents/", "status", "asleep",
+     "one of pending, rejected, shadow, working, done, stopped, failed, got 'asleep'"),
+    ("/api/trading/intents/", "source", "bogus", "one of signal, manual, portfolio_balance, profit_amplification, "
+                                                 "position_exit, emergency, got 'bogus'"),
+    ("/api/trading/reconciliations/", "ok", "perhaps", "true or false, got 'perhaps'"),
+])
+def test_a_bad_filter_value_is_400_naming_the_parameter_and_its_values(viewer, url, param, value, allowed):
+    resp = viewer.get(url, {param: value})
+    assert resp.status_code == 400
+    assert resp.json() == {param: [allowed]}
+    assert viewer.get(url, {param: ""}).status_code == 200  # empty: no filter
+
+
 # --- the manual order ----------------------------------------------------------------------
 
 
