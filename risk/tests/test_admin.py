@@ -221,7 +221,7 @@ def test_decisions_and_execution_records_are_read_only(admin_client):
 
 def test_execution_records_render_in_the_admin(admin_client, settings):
     from tests.support.execution import build_market
-    from trading.execution.gateway import use_gateway
+    from trading.exchanges.account import use_gateway
     from trading.execution.services import intent_create, intent_process
     from trading.models import ExecutionIntent, Order, Position
 
