@@ -18,7 +18,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 help:
 	@echo "make run    - install, migrate, seed and start web + 4 workers + beat (supervisord)"
 	@echo "make stop   - stop everything make run started"
-	@echo "make test   - install test tools, ruff, then the whole suite (PostgreSQL + Redis)"
+	@echo "make test   - install test tools, ruff, the import contracts, then the whole suite (PostgreSQL + Redis)"
 	@echo "make bench  - run the benchmarks in bench/ (results: docs/BENCHMARKS.md)"
 
 $(BIN)/python:
@@ -67,6 +67,7 @@ stop:
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # Headless Chromium for the dashboard's browser tests (Debian package; never `playwright install`).
 browser:
@@ -79,6 +80,7 @@ browser:
 
 test: install-dev browser
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	DJANGO_SETTINGS_MODULE=qtweb.settings.test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	  $(BIN)/pytest $(PYTEST_ARGS)
 

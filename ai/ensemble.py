@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from core.enums import SignalAction
+
 DEFAULT_MIN_CONFIDENCE = 0.6
 # Brier score of always answering 0.5: the line a model must beat to earn weight.
 COIN_FLIP_BRIER = 0.25
@@ -104,11 +106,11 @@ def vote(predictions: Mapping[str, float], weights: Mapping[str, float], *,
     norm = {m: x / total for m, x in w.items()}
     p = sum(norm[m] * valid[m] for m in valid)
     if p >= min_confidence_threshold:
-        action = "BUY"
+        action = SignalAction.BUY
     elif p <= 1.0 - min_confidence_threshold:
-        action = "SELL"
+        action = SignalAction.SELL
     else:
-        action = "HOLD"
+        action = SignalAction.HOLD
     up = p >= 0.5
     agreement = sum(norm[m] for m in valid if (valid[m] >= 0.5) == up)
     return EnsembleVote(

@@ -21,6 +21,7 @@ from django.db import transaction
 
 from ai import registry
 from ai.ensemble import DEFAULT_MIN_CONFIDENCE, PRIOR_WEIGHT, vote
+from core.enums import Mode
 from qtweb.events import EventType
 from qtweb.events.bus import publish_many
 from qtweb.logging import get_logger
@@ -37,7 +38,7 @@ MODE_CACHE_SECONDS = 30 * 24 * 3600
 def current_mode() -> str:
     from django.core.cache import cache
 
-    return cache.get(MODE_CACHE_KEY) or "NORMAL"
+    return cache.get(MODE_CACHE_KEY) or Mode.NORMAL
 
 
 def set_mode(mode: str) -> None:
@@ -46,8 +47,8 @@ def set_mode(mode: str) -> None:
     cache.set(MODE_CACHE_KEY, mode, timeout=MODE_CACHE_SECONDS)
 
 
-# A model answering slower than this for the whole batch is left out of the vote (issue 4:
-# prediction_timeout_seconds). Checked after the call: a Python call cannot be interrupted
+# A model answering slower than this for the whole batch is left out of the vote (the
+# design's prediction_timeout_seconds). Checked after the call: a Python call cannot be interrupted
 # safely, so a slow model costs one pass and is then marked DEGRADED.
 PREDICTION_TIMEOUT_SECONDS = 2.0
 
@@ -197,7 +198,7 @@ def run_inference(*, exchange: str | None = None, timeframe: str | None = None, 
 
     exchange = exchange or settings.MARKET_EXCHANGE
     timeframe = timeframe or settings.UNIVERSE_TIMEFRAME
-    if publish and current_mode() == "HALTED":
+    if publish and current_mode() == Mode.HALTED:
         log.warning("system HALTED: inference publishes no signals")
         return InferenceResult()
     bars = bars_from_db(exchange, timeframe, symbols, INFERENCE_BARS)

@@ -1,6 +1,7 @@
 """Event consumers of the ai app."""
 from __future__ import annotations
 
+from core.enums import Mode
 from qtweb.events import EventEnvelope, EventType, subscriber
 from qtweb.queues import Queue
 
@@ -17,12 +18,12 @@ def record_rl_experience(event: EventEnvelope) -> None:
 def size_trade_signal(event: EventEnvelope) -> None:
     """Flow 1: a BUY or SELL signal is sized (PPO capped by fractional Kelly and the policy) and
     becomes one `rl.decision` under the signal's trace id. HOLD needs no size."""
-    if event.payload.get("action") not in ("BUY", "SELL"):
+    if event.data().action.side is None:
         return
     from ai.inference import current_mode
     from ai.sizing.services import size_signal
 
-    if current_mode() in ("HALTED", "REDUCE_ONLY"):
+    if current_mode() in (Mode.HALTED, Mode.REDUCE_ONLY):
         return  # nothing new may open: no size to give
 
     size_signal(event)
@@ -33,7 +34,7 @@ def on_mode_changed(event: EventEnvelope) -> None:
     """Remember the system mode for inference and sizing (see ai/inference.py)."""
     from ai.inference import set_mode
 
-    set_mode(event.payload["mode"])
+    set_mode(event.data().mode)
 
 
 @subscriber(EventType.POLICY_UPDATED, queue=Queue.INFERENCE, name="ai.inference.policy_updated")

@@ -15,7 +15,7 @@ Splits: publish -> rl.decision published (the inference hop and sizing), rl.deci
 acknowledged (the execution hop, risk and the exchange).
 
 Baselines in the same run: the bare Celery round trip to the ops worker and to the execution
-worker (qtweb.rpc.execute "ping", result awaited). Targets (issue 5): p50 <= 20 ms, p99 <= 100 ms.
+worker (qtweb.rpc.execute "ping", result awaited). Targets: p50 <= 20 ms, p99 <= 100 ms.
 
 Own services: database qt_bench_exec (created if missing, its trading/risk/event tables
 emptied), Redis db 13, worker health ports 18401-18404.
@@ -142,10 +142,11 @@ def phases(n: int = 20) -> tuple[dict, float, float]:
     import risk.services.validation as validation
     import trading.execution.orders as orders
     import trading.execution.services as services
+    import trading.execution.services.sources as sources
     from qtweb.events.bus import publish
     from qtweb.events.schemas import build_envelope
+    from trading.exchanges.account import use_gateway
     from trading.exchanges.paper import PaperGateway
-    from trading.execution.gateway import use_gateway
     from trading.marketdata.reference import mark_feed_ok
 
     spent: dict[str, float] = {}
@@ -166,7 +167,7 @@ def phases(n: int = 20) -> tuple[dict, float, float]:
     use_gateway(gw)
     orders.reset_reconciled()
     mark_feed_ok("paper")
-    timed(services, "intent_from_rl_decision", "intent from rl.decision (signal lookup, symbol, position, insert)")
+    timed(sources, "intent_from_rl_decision", "intent from rl.decision (symbol, position, insert)")
     timed(validation, "snapshot_build", "risk snapshot (balance, positions, open orders, counts)")
     timed(rules, "validate", "pure validation")
     timed(gw, "create_order", "paper exchange create_order")
@@ -175,13 +176,15 @@ def phases(n: int = 20) -> tuple[dict, float, float]:
     def one(i: int) -> float:
         action = "BUY" if i % 2 == 0 else "SELL"
         trace = f"bench-phase-{i}-{time.time_ns() % 10**9}"
-        publish("signal.generated", _signal("ETH/USDT:USDT", action), trace_id=trace)
+        signal = publish("signal.generated", _signal("ETH/USDT:USDT", action), trace_id=trace)
         decision = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": action, "agent_action": 0.5,
+                                                  "signal_event_id": signal.event_id,
+                                                  "confidence": signal.data().confidence,
                                                   "kelly_fraction": 0.2, "final_size_usd": "3000",
                                                   "agent_trained": False, "reason": "bench"},
                                   trace_id=trace, source="ai-service")
         t0 = time.perf_counter()
-        intent = services.intent_from_rl_decision(decision)
+        intent = sources.intent_from_rl_decision(decision)
         services.intent_process(intent.pk, intent=intent)
         return time.perf_counter() - t0
 

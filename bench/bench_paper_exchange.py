@@ -11,7 +11,7 @@ open-order duplicate check), and perpetual market orders at 10x (open, then clos
 
 It uses its own database (qt_bench_paper, created if missing; BENCH_PAPER_DATABASE_URL
 overrides it) and replaces the paper tables there, so it can run beside the test suite and
-the other benchmarks. Target (issue 3): p50 <= 2 ms.
+the other benchmarks. Target: p50 <= 2 ms.
 """
 from __future__ import annotations
 

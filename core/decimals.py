@@ -35,7 +35,7 @@ def to_decimal(value: object, name: str = "value") -> Decimal:
     else:
         raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     if not d.is_finite():
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} is not a finite number (got {value!r})")
     return d
 
 

@@ -115,7 +115,7 @@ def test_positions_table_follows_position_events_and_viewers_get_no_stop_button(
     from qtweb.events.bus import publish
 
     def seed():
-        from trading.execution.gateway import exchange_id
+        from trading.exchanges.account import exchange_id
         from trading.models import Position, Symbol
 
         exchange = exchange_id()

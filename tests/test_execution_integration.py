@@ -28,7 +28,7 @@ def market(celery_workers):
     market = build_market()
     rpc.call("exec-risk", "reload_gateway", timeout=10, retries=1)  # the worker forgets the last test's DB ids
     yield market
-    from trading.execution.gateway import use_gateway
+    from trading.exchanges.account import use_gateway
 
     use_gateway(None)
 

@@ -28,8 +28,12 @@ def get_position_status(symbol: str) -> dict:
 @command(Service.EXEC_RISK, "reload_gateway")
 def reload_gateway() -> dict:
     """Reconnect to the exchange (after changing keys or the account); the next order waits for
-    a fresh reconciliation."""
-    from trading.execution.gateway import exchange_id, reload
+    a fresh reconciliation. The account snapshot that sizing reads is rewritten from the new
+    connection at once, so sizing neither waits for the next reconciliation nor sizes on the
+    old account."""
+    from trading.exchanges.account import exchange_id, reload
+    from trading.execution.snapshot import account_snapshot_refresh
 
     reload()
-    return {"exchange": exchange_id(), "reloaded": True}
+    snapshot = account_snapshot_refresh(reason="reload")
+    return {"exchange": exchange_id(), "reloaded": True, "snapshot": snapshot is not None}

@@ -1,15 +1,17 @@
-"""Reads of the execution layer: open positions and orders, exposure, equity."""
+"""Reads of the trading ledger: the execution account, open positions and orders, intents in
+flight, exposure, equity. Risk reads the account only through these."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
 from django.utils import timezone
 
-from trading.models import OPEN_ORDER_STATUSES, MarketType, Order, Position, PositionStatus
-
-ZERO = Decimal("0")
+from core.decimals import ZERO, to_decimal
+from core.enums import IntentStatus, Side
+from trading.models import OPEN_ORDER_STATUSES, ExecutionIntent, MarketType, Order, Position, PositionStatus
 
 
 def open_positions_list(exchange: str) -> list[Position]:
@@ -31,7 +33,7 @@ def orders_last_minute_count(exchange: str, now=None) -> int:
 
 def quote_total(balance: dict, quote: str = "USDT") -> Decimal:
     total = (balance.get("total") or {}).get(quote)
-    return Decimal(repr(float(total))) if total is not None else ZERO
+    return to_decimal(total, f"balance total {quote}") if total is not None else ZERO
 
 
 def equity_usd(balance: dict, positions: Iterable[Position], quote: str = "USDT", *,
@@ -47,6 +49,54 @@ def equity_usd(balance: dict, positions: Iterable[Position], quote: str = "USDT"
         elif not includes_unrealized_pnl:
             equity += p.unrealized_pnl_usd
     return equity.quantize(Decimal("0.01"))
+
+
+@dataclass
+class AccountView:
+    """The execution account now: equity, open positions and orders, the exchange's balance."""
+
+    exchange: str
+    equity_usd: Decimal
+    positions: list[Position]
+    open_orders: list[Order]
+    balance: dict
+
+
+def account_view(gateway=None) -> AccountView:
+    """Read the execution account (one balance call to the exchange, the rest from our rows)."""
+    from trading.exchanges.account import exchange_id, execution_gateway
+
+    gateway = gateway or execution_gateway()
+    exchange = exchange_id()
+    positions = open_positions_list(exchange)
+    balance = gateway.fetch_balance()
+    equity = equity_usd(balance, positions, includes_unrealized_pnl=gateway.balance_includes_unrealized_pnl)
+    return AccountView(exchange=exchange, equity_usd=equity, positions=positions,
+                       open_orders=open_orders_list(exchange), balance=balance)
+
+
+@dataclass(frozen=True)
+class InFlightEntry:
+    """An entry intent still working: what it asked and what its plan has not sent yet."""
+
+    symbol: str
+    sector: str
+    side: Side
+    size_usd: Decimal
+    unsent_amount: Decimal
+
+
+def in_flight_entries(exchange: str, *, exclude_key: str = "") -> list[InFlightEntry]:
+    """Working entry intents (not `exclude_key`) with the base amount of their unsent slices."""
+    out = []
+    qs = (ExecutionIntent.objects.filter(exchange=exchange, status=IntentStatus.WORKING, reduce_only=False)
+          .exclude(intent_key=exclude_key).select_related("symbol"))
+    for intent in qs:
+        unsent = sum((to_decimal(item["amount"], "plan amount") for item in (intent.plan or [])[intent.next_slice:]),
+                     ZERO)
+        out.append(InFlightEntry(symbol=intent.symbol.symbol, sector=intent.symbol.sector, side=Side(intent.side),
+                                 size_usd=intent.size_usd, unsent_amount=unsent))
+    return out
 
 
 # --- the API's lists (trading/api.py filters them with trading/filters.py) --------------------

@@ -7,10 +7,10 @@ transaction. If the worker dies in between, the beat sweep picks the PENDING int
 """
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.db import transaction
 
+from core.enums import PositionStatus, Severity
+from core.limits import SHORT_TEXT_MAX, TEXT_MAX
 from qtweb.events import EventEnvelope, EventType, subscriber
 from qtweb.logging import get_logger
 from qtweb.queues import Queue
@@ -37,15 +37,26 @@ def _process_after_commit(intent) -> None:
     transaction.on_commit(run)
 
 
+def _refuse_manual_order(event: EventEnvelope, exc: Exception) -> None:
+    from qtweb.events.bus import publish
+
+    coid = event.data().client_order_id
+    publish(EventType.RISK_ALERT, {"severity": Severity.WARNING, "rule": "TRADE_BLOCKED",
+                                   "message": f"manual order {coid} refused: {exc}"[:TEXT_MAX],
+                                   "rejected": True,
+                                   "reasons": [{"rule": "order", "message": str(exc)[:SHORT_TEXT_MAX]}]})
+
+
 @subscriber(EventType.RL_DECISION, queue=Queue.EXECUTION, name="trading.execution.on_rl_decision")
 def on_rl_decision(event: EventEnvelope) -> None:
-    """Flow 1: signal.generated (looked up by trace id) + rl.decision -> validate -> execute."""
+    """Flow 1: rl.decision (with the signal it sized) -> validate -> execute."""
     from trading.execution.services import IntentError, intent_from_rl_decision
 
     try:
         intent = intent_from_rl_decision(event)
     except IntentError as exc:
-        log.warning("rl.decision not tradable", error=str(exc), symbol=event.payload.get("symbol"))
+        log.warning("rl.decision not tradable", error=str(exc), symbol=event.data().symbol,
+                    version=event.version)
         return
     _process_after_commit(intent)
 
@@ -53,88 +64,36 @@ def on_rl_decision(event: EventEnvelope) -> None:
 @subscriber(EventType.EXECUTION_REQUEST, queue=Queue.EXECUTION, name="trading.execution.on_request")
 def on_execution_request(event: EventEnvelope) -> None:
     """A manual order: the same risk path as a signal."""
-    from qtweb.events.bus import publish
     from trading.execution.services import IntentError, intent_from_request
 
     try:
         intent = intent_from_request(event)
     except IntentError as exc:
-        r = event.payload
-        publish(EventType.RISK_ALERT, {"severity": "warning", "rule": "TRADE_BLOCKED",
-                                "message": f"manual order {r.get('client_order_id')} refused: {exc}"[:2000],
-                                "rejected": True, "reasons": [{"rule": "order", "message": str(exc)[:500]}]})
+        _refuse_manual_order(event, exc)
         return
     _process_after_commit(intent)
 
 
 @subscriber(EventType.PORTFOLIO_BALANCE, queue=Queue.EXECUTION, name="trading.execution.on_portfolio_balance")
 def on_portfolio_balance(event: EventEnvelope) -> None:
-    """PBA directives `<buy|sell> <SYMBOL> <size_usd>` or `reduce <SYMBOL> <size_usd>` become intents
-    through the same risk path (reduce = reduce-only against the open position)."""
-    from trading.execution.services import IntentError, intent_create
-    from trading.models import IntentSource
+    """PBA directives become intents through the same risk path (trading/execution/services/sources.py)."""
+    from trading.execution.services import intents_from_portfolio_balance
 
-    for i, directive in enumerate(event.payload.get("directives") or []):
-        parts = str(directive).split()
-        if len(parts) != 3 or parts[0] not in ("buy", "sell", "reduce"):
-            log.warning("portfolio directive ignored: expected '<buy|sell|reduce> SYMBOL SIZE_USD'",
-                        directive=directive)
-            continue
-        verb, symbol, size = parts
-        try:
-            size_usd = Decimal(size)
-            reduce_only = verb == "reduce"
-            side = verb
-            if reduce_only:
-                from trading.execution.gateway import exchange_id
-                from trading.models import Position
-
-                pos = Position.objects.filter(exchange=exchange_id(), symbol__symbol=symbol, status="open").first()
-                if pos is None:
-                    log.warning("portfolio directive: nothing to reduce", directive=directive)
-                    continue
-                side = "sell" if pos.side == "long" else "buy"
-            intent, _ = intent_create(key=f"pba:{event.event_id}:{i}", source=IntentSource.PORTFOLIO_BALANCE,
-                                      symbol=symbol, side=side, size_usd=size_usd, reduce_only=reduce_only,
-                                      strategy="smart", exit_reason="rebalance", trace_id=event.trace_id,
-                                      created_by="portfolio-balancer")
-        except (IntentError, ArithmeticError) as exc:
-            log.warning("portfolio directive refused", directive=directive, error=str(exc))
-            continue
+    for intent in intents_from_portfolio_balance(event):
         _process_after_commit(intent)
 
 
 @subscriber(EventType.PROFIT_AMPLIFICATION, queue=Queue.EXECUTION, name="trading.execution.on_profit_amplification")
 def on_profit_amplification(event: EventEnvelope) -> None:
-    """PAL: `add` grows a winning position (risk-checked like any entry); `extend_take_profit`
-    moves its target by one ATR; `hold` does nothing."""
-    from trading.execution.services import IntentError, intent_create
-    from trading.models import IntentSource, Position
-    from trading.positions.services import atr
+    """PAL: add to a winner (risk-checked like any entry) or move its take-profit."""
+    from trading.execution.services import IntentError, profit_amplification_apply
 
-    p = event.payload
-    pos = Position.objects.filter(pk=int(p["position_id"]) if str(p["position_id"]).isdigit() else -1,
-                                  status="open").select_related("symbol").first()
-    if pos is None:
-        log.warning("profit.amplification for a position that is not open", position_id=p["position_id"])
+    try:
+        intent = profit_amplification_apply(event)
+    except IntentError as exc:
+        log.warning("profit amplification refused", error=str(exc))
         return
-    if p["action"] == "add" and Decimal(str(p["add_size_usd"])) > 0:
-        try:
-            intent, _ = intent_create(key=f"pal:{event.event_id}", source=IntentSource.PROFIT_AMPLIFICATION,
-                                      symbol=pos.symbol.symbol, side="buy" if pos.side == "long" else "sell",
-                                      size_usd=Decimal(str(p["add_size_usd"])), leverage=pos.leverage,
-                                      strategy="smart", entry_model=pos.entry_model, confidence=pos.entry_confidence,
-                                      trace_id=event.trace_id, created_by="profit-amplification")
-        except IntentError as exc:
-            log.warning("profit amplification refused", error=str(exc))
-            return
-        _process_after_commit(intent)
-    elif p["action"] == "extend_take_profit" and pos.take_profit_price is not None:
-        step = atr(pos.symbol_id)
-        if step > 0:
-            new_tp = pos.take_profit_price + step if pos.side == "long" else max(
-                pos.symbol.tick_size, pos.take_profit_price - step)
-            Position.objects.filter(pk=pos.pk).update(take_profit_price=new_tp)
+    _process_after_commit(intent)
 
 
 @subscriber(EventType.EMERGENCY_STOP, queue=Queue.EXECUTION, name="trading.execution.on_emergency_stop")
@@ -142,8 +101,8 @@ def on_emergency_stop(event: EventEnvelope) -> None:
     """Cancel every open order and flatten positions as the event says."""
     from trading.execution.services import emergency_flatten
 
-    flatten = bool(event.payload.get("flatten_positions", True))
-    transaction.on_commit(lambda: emergency_flatten(event_id=event.event_id, flatten=flatten,
+    stop = event.data()
+    transaction.on_commit(lambda: emergency_flatten(event_id=str(event.event_id), flatten=stop.flatten_positions,
                                                     trace_id=event.trace_id))
 
 
@@ -152,8 +111,8 @@ def on_market_bar(event: EventEnvelope) -> None:
     """A new bar: update and check the positions on its symbol."""
     from trading.models import Position
 
-    symbol = event.payload["symbol"]
-    if not Position.objects.filter(symbol__symbol=symbol, status="open").exists():
+    symbol = event.data().symbol
+    if not Position.objects.filter(symbol__symbol=symbol, status=PositionStatus.OPEN).exists():
         return
     from trading.positions.monitor import monitor_once
 

@@ -1,2 +1,2 @@
-"""RL position sizing (issue 4, item 7): fractional Kelly caps, a gymnasium environment over the
+"""RL position sizing: fractional Kelly caps, a gymnasium environment over the
 paper market, a PPO agent (stable-baselines3), the rl.decision service and its experience store."""

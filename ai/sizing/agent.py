@@ -23,6 +23,7 @@ import numpy as np
 from ai.forecasters.artifacts import ArtifactError, read_artifact, read_metadata, sha256_hex, write_artifact
 from ai.sizing import kelly as kelly_mod
 from ai.sizing.env import OBS_HIGH, OBS_LOW, OBS_NAMES, SizingEnv
+from core.enums import SignalAction
 
 MODEL_TYPE = "ppo_sizing"
 FEATURE_VERSION = "rl-sizing-v1"
@@ -126,8 +127,8 @@ def decide(symbol: str, probability_up: float, volatility: float, drawdown: floa
     """An RlDecision payload (dict) for one signal. `action` defaults to the side of probability_up."""
     p_up = float(np.clip(probability_up, 0.0, 1.0))
     if action is None:
-        action = "BUY" if p_up > 0.5 else "SELL" if p_up < 0.5 else "HOLD"
-    p_win = p_up if action == "BUY" else 1.0 - p_up
+        action = SignalAction.BUY if p_up > 0.5 else SignalAction.SELL if p_up < 0.5 else SignalAction.HOLD
+    p_win = p_up if action == SignalAction.BUY else 1.0 - p_up
     k = kelly_mod.kelly_fraction(p_win, payoff_ratio, fraction=kelly_multiplier, max_fraction=max_kelly_fraction)
     if agent is not None:
         obs = np.clip(np.array([p_win, volatility, drawdown, exposure, recent_pnl], dtype=float), OBS_LOW, OBS_HIGH)
@@ -137,7 +138,7 @@ def decide(symbol: str, probability_up: float, volatility: float, drawdown: floa
     else:
         agent_action = 1.0
         reason = NO_AGENT_REASON
-    if action == "HOLD":
+    if action == SignalAction.HOLD:
         size = Decimal("0.00")
         reason = f"{reason}; signal is HOLD: no position"
     else:

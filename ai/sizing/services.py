@@ -1,16 +1,19 @@
 """RL sizing as a service: size a signal and publish `rl.decision`; record experience; retrain.
 
-size_signal(signal) takes a `signal.generated` envelope (or its payload dict plus trace_id=),
-gathers the sizer's state and publishes exactly one `rl.decision` under the signal's trace id:
+size_signal(signal) takes a `signal.generated` envelope (or its payload dict plus trace_id= and
+signal_event_id=), gathers the sizer's state and publishes exactly one `rl.decision` under the
+signal's trace id, carrying what execution needs of the signal (its event id, price,
+confidence, model versions):
 - probability: p_up = (score + 1) / 2 of the ensemble (score = 2p - 1, ai/ensemble.py);
-- volatility: per-bar std of log returns of the last stored bars of the symbol (paper market);
+- volatility: per-bar std of log returns of the last stored bars of the symbol;
 - recent PnL and the payoff ratio (avg win / avg loss): from the stored RlExperience rows
   (payoff ratio 1.0 until MIN_TRADES_FOR_PAYOFF wins and losses exist);
-- equity: the paper account `default`'s USDT total on the paper exchange, else
-  RL_SIZING_EQUITY_USD; allowed size: RL_SIZING_ALLOWED_FRACTION (0.1) of equity; policy max
-  position: the risk policy's max_position_usd (risk/services/policy.py); drawdown (from the UTC
-  day's starting equity) and exposure (gross, as a share of equity) from the execution layer's
-  positions (risk/selectors.py) unless the caller passes them.
+- equity, drawdown (from the UTC day's starting equity) and exposure (gross, as a share of
+  equity): from the account snapshot the execution side keeps (trading/snapshots.py), unless
+  the caller passes them. A snapshot that is missing or older than
+  ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS gives no size, with the reason on the rl.decision: sizing
+  fails closed on an account it cannot see. Allowed size: RL_SIZING_ALLOWED_FRACTION (0.1) of
+  equity; policy max position: the risk policy's max_position_usd (risk/services/policy.py).
 The state the sizer saw is kept in the cache per symbol, so the `position.closed` consumer
 (ai/subscribers.py) can store it with the experience ("features at entry").
 
@@ -19,8 +22,9 @@ deliveries. retrain() trains a new agent version on the paper market's candles.
 """
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.conf import settings
@@ -28,16 +32,23 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 
 from ai.sizing import agent as agent_mod
+from core.decimals import to_decimal
+from core.enums import SignalAction
+from core.limits import TEXT_MAX
 from qtweb.events import EventEnvelope, EventType
 from qtweb.events.bus import publish
+from qtweb.events.schemas import PositionClosed, SignalGenerated
 from qtweb.logging import get_logger
+
+if TYPE_CHECKING:
+    from trading.snapshots import AccountSnapshot
 
 log = get_logger(__name__)
 
 # Sizing inputs that change slowly are memoised per process for a few seconds (a bar's burst of
 # 40 signals reads them once). They shape the size, they do not enforce a limit: the risk
 # validator checks the live account for every intent.
-ACCOUNT_MEMO_SECONDS = 2.0  # equity, drawdown, exposure
+ACCOUNT_MEMO_SECONDS = 2.0  # the account snapshot (its age is checked on every signal)
 STATS_MEMO_SECONDS = 30.0  # payoff ratio and recent PnL (change when a position closes), volatility (per bar)
 _memo: dict[tuple, tuple[float, object]] = {}
 
@@ -96,57 +107,74 @@ def symbol_volatility(symbol: str, timeframe: str = "5m", window: int = 20, exch
     return float(np.std(np.diff(np.log(closes))))
 
 
-def account_equity_usd() -> Decimal:
-    """Equity to size against: the paper account's total quote balance on the paper exchange,
-    else RL_SIZING_EQUITY_USD (a real exchange's balance is read by the execution layer)."""
-    if settings.MARKET_EXCHANGE == "paper":
-        from trading.models import PaperBalance
-
-        row = PaperBalance.objects.filter(account__name="default", currency="USDT").first()
-        if row is not None:
-            return (row.free + row.used).quantize(Decimal("0.01"))
-    return Decimal(str(getattr(settings, "RL_SIZING_EQUITY_USD", 10000)))
+def _no_size(symbol: str, action: SignalAction, reason: str) -> dict:
+    return {"symbol": symbol, "action": action, "agent_action": 0.0, "kelly_fraction": 0.0,
+            "final_size_usd": Decimal("0.00"), "agent_trained": False, "reason": f"no size: {reason}"[:TEXT_MAX]}
 
 
-def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None = None, equity_usd=None,
-                allowed_size_usd=None, drawdown: float | None = None, exposure: float | None = None,
-                max_position_usd=None, agent: agent_mod.TrainedAgent | None = None,
-                use_latest_agent: bool = True) -> EventEnvelope:
+def _account_from_snapshot() -> tuple[AccountSnapshot | None, float | None, str | None]:
+    """(snapshot, its age in seconds, why it cannot be used or None)."""
+    from trading.exchanges.account import exchange_id
+    from trading.snapshots import snapshot_get
+
+    exchange = exchange_id()
+    snapshot = _memoised(("account", exchange), ACCOUNT_MEMO_SECONDS, lambda: snapshot_get(exchange))
+    if snapshot is None:
+        return None, None, f"no account snapshot of {exchange} from the execution side yet"
+    age = max(0.0, snapshot.age_seconds())
+    bound = float(settings.ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS)
+    if age > bound:
+        return snapshot, age, f"the account snapshot of {exchange} is {age:.0f}s old (bound {bound:.0f}s)"
+    if snapshot.equity_usd <= 0:
+        return snapshot, age, f"the account snapshot of {exchange} shows no equity ({snapshot.equity_usd} USD)"
+    return snapshot, age, None
+
+
+def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None = None,
+                signal_event_id: uuid.UUID | None = None, equity_usd=None, allowed_size_usd=None,
+                drawdown: float | None = None, exposure: float | None = None, max_position_usd=None,
+                agent: agent_mod.TrainedAgent | None = None, use_latest_agent: bool = True) -> EventEnvelope:
     """Size one signal.generated and publish one rl.decision with the signal's trace id."""
     if isinstance(signal, EventEnvelope):
         trace_id = trace_id or signal.trace_id
-        payload = signal.payload
+        signal_event_id = signal.event_id
+        sig: SignalGenerated = signal.data()
     else:
-        payload = signal
-    symbol = payload["symbol"]
-    action = str(payload["action"])
-    p_up = (float(payload["score"]) + 1.0) / 2.0
+        if signal_event_id is None:
+            raise TypeError("size_signal(payload_dict) needs signal_event_id= (the signal's event id)")
+        sig = SignalGenerated.model_validate(signal)
+    symbol, action = sig.symbol, sig.action
+    p_up = (float(sig.score) + 1.0) / 2.0
+    carried = {"signal_event_id": signal_event_id, "confidence": sig.confidence, "reference_price": sig.price,
+               "model_versions": dict(sig.model_versions)}
+    snapshot_age = None
     if drawdown is None or exposure is None or equity_usd is None:
-        from risk.selectors import drawdown_and_exposure
-
-        dd, ex, view_equity = _memoised(("account",), ACCOUNT_MEMO_SECONDS,
-                                        drawdown_and_exposure)
-        drawdown = dd if drawdown is None else drawdown
-        exposure = ex if exposure is None else exposure
-        if equity_usd is None and view_equity is not None:
-            equity_usd = view_equity  # the execution account's equity, on any exchange
-    equity = Decimal(str(equity_usd if equity_usd is not None else account_equity_usd()))
+        snapshot, snapshot_age, unusable = _account_from_snapshot()
+        if unusable is not None:
+            log.warning("signal not sized: account state unknown", symbol=symbol, reason=unusable)
+            return publish(EventType.RL_DECISION, {**_no_size(symbol, action, unusable), **carried,
+                                                   "account_snapshot_age_seconds": snapshot_age}, trace_id=trace_id)
+        drawdown = float(snapshot.drawdown) if drawdown is None else drawdown
+        exposure = float(snapshot.exposure) if exposure is None else exposure
+        equity_usd = snapshot.equity_usd if equity_usd is None else equity_usd
+    equity = to_decimal(equity_usd, "equity_usd")
     if allowed_size_usd is None:
-        allowed_size_usd = equity * Decimal(str(getattr(settings, "RL_SIZING_ALLOWED_FRACTION", "0.1")))
+        allowed_size_usd = equity * to_decimal(settings.RL_SIZING_ALLOWED_FRACTION, "RL_SIZING_ALLOWED_FRACTION")
     if max_position_usd is None:
         from risk.services.policy import policy_get
 
         max_position_usd = policy_get().max_position_usd
     payoff, recent_pnl_usd = _memoised(("payoff",), STATS_MEMO_SECONDS, payoff_stats)
     recent_pnl = recent_pnl_usd / float(equity) if equity > 0 else 0.0
-    timeframe = str(payload.get("timeframe", "5m"))
+    timeframe = sig.timeframe.value
     volatility = _memoised(("volatility", symbol, timeframe), STATS_MEMO_SECONDS,
                            lambda: symbol_volatility(symbol, timeframe, exchange=settings.MARKET_EXCHANGE))
     if agent is None and use_latest_agent:
         agent = agent_mod.latest_agent()
     decision = agent_mod.decide(symbol, p_up, volatility, drawdown, exposure, recent_pnl, equity, allowed_size_usd,
                                 payoff, action=action, agent=agent, max_position_usd=max_position_usd)
-    envelope = publish(EventType.RL_DECISION, decision, trace_id=trace_id)
+    envelope = publish(EventType.RL_DECISION, {**decision, **carried, "account_snapshot_age_seconds": snapshot_age},
+                       trace_id=trace_id)
     cache.set(_entry_key(symbol), {
         "probability_up": p_up, "volatility": volatility, "drawdown": drawdown, "exposure": exposure,
         "recent_pnl": recent_pnl, "payoff_ratio": payoff, "equity_usd": str(equity),
@@ -161,17 +189,15 @@ def record_experience(event: EventEnvelope) -> bool:
     """Store the closed position once (by position_id). True when stored now, False if already there."""
     from ai.models import RlExperience
 
-    p = event.payload
-    if RlExperience.objects.filter(position_id=p["position_id"]).exists():
+    p: PositionClosed = event.data()
+    if RlExperience.objects.filter(position_id=p.position_id).exists():
         return False
-    features = cache.get(_entry_key(p["symbol"])) or {}
+    features = cache.get(_entry_key(p.symbol)) or {}
     try:
         with transaction.atomic():
             RlExperience.objects.create(
-                symbol=p["symbol"], position_id=p["position_id"], side=p["side"], opened_at=p.get("opened_at"),
-                closed_at=event.timestamp, pnl=Decimal(str(p["pnl_usd"])),
-                fees=Decimal(str(p.get("fees_usd", "0"))),
-                notional_usd=Decimal(str(p["amount"])) * Decimal(str(p["entry_price"])),
+                symbol=p.symbol, position_id=p.position_id, side=p.side, opened_at=p.opened_at,
+                closed_at=event.timestamp, pnl=p.pnl_usd, fees=p.fees_usd, notional_usd=p.amount * p.entry_price,
                 features=features, trace_id=event.trace_id)
     except IntegrityError:  # a concurrent delivery stored it first
         return False

@@ -1,4 +1,5 @@
 """RL position sizing: Kelly caps, the environment, a tiny PPO run, rl.decision, experience."""
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -175,7 +176,8 @@ def test_size_signal_publishes_one_rl_decision_with_the_signals_trace_id(no_agen
     signal = build_envelope("signal.generated", {
         "symbol": "BTC/USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.7, "score": 0.4,
         "ensemble_agreement": 1.0, "models_voted": 4}, trace_id="trace-sizing-0001", source="ai-service")
-    env = size_signal(signal, equity_usd=Decimal("10000"), allowed_size_usd=Decimal("2000"))
+    env = size_signal(signal, equity_usd=Decimal("10000"), allowed_size_usd=Decimal("2000"), drawdown=0.0,
+                      exposure=0.0)
     rows = Event.objects.filter(type="rl.decision")
     assert rows.count() == 1
     row = rows.get()
@@ -239,7 +241,8 @@ def test_retrain_on_the_paper_market_then_size_signal_uses_the_agent(no_agents):
     assert learning.payload["kind"] == "retrain_completed" and learning.payload["model_version"] == "v1"
     env = size_signal({"symbol": "BTC/USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.8, "score": 0.6,
                        "ensemble_agreement": 1.0, "models_voted": 4}, trace_id="trace-sizing-0002",
-                      equity_usd=Decimal("10000"), allowed_size_usd=Decimal("3000"), max_position_usd=Decimal("900"))
+                      signal_event_id=uuid.uuid4(), drawdown=0.0, exposure=0.0, equity_usd=Decimal("10000"),
+                      allowed_size_usd=Decimal("3000"), max_position_usd=Decimal("900"))
     p = Event.objects.get(type="rl.decision").payload
     assert env.trace_id == "trace-sizing-0002" and p["agent_trained"] is True and "PPO agent" in p["reason"]
     assert Decimal(p["final_size_usd"]) <= min(Decimal("900"), Decimal(str(p["agent_action"])) * 3000,
@@ -298,18 +301,77 @@ def test_retrain_feeds_the_env_the_ensembles_historical_probabilities(no_agents)
 
 
 @pytest.mark.django_db
-def test_default_sizing_uses_the_paper_account_equity_and_the_policy_cap(no_agents, settings):
-    from ai.sizing.services import account_equity_usd, size_signal
+def test_default_sizing_uses_the_account_snapshot_equity_and_the_policy_cap(no_agents, settings):
+    """Without explicit inputs the sizer reads the account snapshot the execution side wrote
+    (here by a real refresh of the paper account), capped by the policy's max position."""
+    from ai.sizing.services import size_signal
     from qtweb.events.models import Event
     from risk.services.policy import policy_update
     from trading.exchanges.paper import create_account
+    from trading.execution.snapshot import account_snapshot_refresh
+    from trading.snapshots import snapshot_forget, snapshot_get
 
     settings.MARKET_EXCHANGE = "paper"
+    snapshot_forget("paper")
     policy_update(changes={"max_position_usd": "250"}, updated_by="test", reason="a small cap")
-    assert account_equity_usd() == Decimal(str(settings.RL_SIZING_EQUITY_USD))  # no paper account yet
     create_account("default", {"USDT": "50000"})
-    assert account_equity_usd() == Decimal("50000.00")
-    size_signal({"symbol": "BTC/USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.9, "score": 0.8,
-                 "ensemble_agreement": 1.0, "models_voted": 4}, trace_id="trace-sizing-cap1")
+    account_snapshot_refresh(reason="test")
+    assert snapshot_get("paper").equity_usd == Decimal("50000.00")
+    size_signal(_signal_payload(), trace_id="trace-sizing-cap1", signal_event_id=uuid.uuid4())
     p = Event.objects.get(type="rl.decision").payload
     assert Decimal(p["final_size_usd"]) <= Decimal("250") and Decimal(p["final_size_usd"]) > 0
+    assert 0 <= p["account_snapshot_age_seconds"] < 60
+
+
+def _signal_payload(**kw) -> dict:
+    return {"symbol": "BTC/USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.9, "score": 0.8,
+            "ensemble_agreement": 1.0, "models_voted": 4, **kw}
+
+
+@pytest.mark.django_db
+def test_no_account_snapshot_means_no_size_with_the_reason_on_the_decision(no_agents, settings):
+    """Sizing fails closed: it never sizes as if drawdown and exposure were 0 when it cannot see
+    the account. The decision still carries the signal, so the record is complete."""
+    from ai.sizing.services import size_signal
+    from trading.snapshots import snapshot_forget
+
+    settings.MARKET_EXCHANGE = "paper"
+    snapshot_forget("paper")
+    sid = uuid.uuid4()
+    env = size_signal(_signal_payload(price="61000"), trace_id="trace-sizing-none", signal_event_id=sid)
+    d = env.data()
+    assert d.final_size_usd == 0 and d.kelly_fraction == 0 and d.agent_action == 0
+    assert d.reason == "no size: no account snapshot of paper from the execution side yet"
+    assert d.signal_event_id == sid and d.reference_price == Decimal("61000") and d.confidence == 0.9
+    assert d.account_snapshot_age_seconds is None
+
+
+@pytest.mark.django_db
+def test_a_stale_or_unreadable_account_snapshot_means_no_size(no_agents, settings, redis_conn):
+    from datetime import timedelta
+
+    from ai.sizing.services import forget_memos, size_signal
+    from trading.snapshots import KEY, AccountSnapshot, snapshot_store
+
+    settings.MARKET_EXCHANGE = "paper"
+    settings.ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS = 180
+    old = datetime.now(UTC) - timedelta(seconds=600)
+    snapshot_store(AccountSnapshot(exchange="paper", taken_at=old, balance_usd=Decimal("1000"),
+                                   equity_usd=Decimal("1000"), day_start_equity_usd=Decimal("1000")))
+    d = size_signal(_signal_payload(), trace_id="trace-sizing-stale", signal_event_id=uuid.uuid4()).data()
+    assert d.final_size_usd == 0 and "snapshot of paper is 600s old (bound 180s)" in d.reason
+    assert d.account_snapshot_age_seconds == pytest.approx(600, abs=5)
+    forget_memos()
+    redis_conn.set(KEY.format(exchange="paper"), b"{not json")
+    d = size_signal(_signal_payload(), trace_id="trace-sizing-bad1", signal_event_id=uuid.uuid4()).data()
+    assert d.final_size_usd == 0 and "no account snapshot" in d.reason
+    forget_memos()
+    snapshot_store(AccountSnapshot(exchange="paper", taken_at=datetime.now(UTC), balance_usd=Decimal("1000"),
+                                   equity_usd=Decimal("1000"), day_start_equity_usd=Decimal("1250"),
+                                   exposure_by_symbol={"ETH/USDT": Decimal("-500")}))
+    env = size_signal(_signal_payload(), trace_id="trace-sizing-fresh", signal_event_id=uuid.uuid4())
+    assert env.data().final_size_usd > 0
+    from django.core.cache import cache
+
+    entry = cache.get("ai:rl:entry:BTC/USDT")
+    assert entry["drawdown"] == pytest.approx(0.2) and entry["exposure"] == pytest.approx(0.5)

@@ -154,8 +154,10 @@ MAX_PARALLEL_PREDICTIONS = read("MAX_PARALLEL_PREDICTIONS")  # concurrent infere
 # RL sizing: the equity used when no paper account exists, the share of equity one position may
 # take before Kelly and the agent scale it down (the cap itself is the risk policy's
 # max_position_usd).
-RL_SIZING_EQUITY_USD = read("RL_SIZING_EQUITY_USD")
 RL_SIZING_ALLOWED_FRACTION = read("RL_SIZING_ALLOWED_FRACTION")
+# RL sizing refuses to size on an account snapshot older than this: three reconciliation
+# periods (the execution side also refreshes it on every fill).
+ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS = read("ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS")
 # Simulated market (MARKET_EXCHANGE=paper): speed 1 follows the wall clock; 60 makes a 5m bar
 # every 5 s for demos (trading/simulator/service.py).
 SIM_SPEED_FACTOR = read("SIM_SPEED_FACTOR")

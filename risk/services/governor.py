@@ -7,11 +7,13 @@ entries until the next UTC day; drawdown at the emergency level -> emergency sto
 emergency_stop() puts the system in HALTED (new orders are refused from that moment: the
 executor reads the mode before every order) and publishes `emergency.stop`; the execution
 worker's consumer then cancels every open order and, as the policy says, flattens every
-position (trading/execution/services.py: emergency_flatten). Only an operator resumes, through
+position (trading/execution/services/emergency.py), reporting back through flatten_report()
+until nothing is left. Only an operator resumes, through
 REDUCE_ONLY, with a reason on record (risk/services/modes.py).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import transaction
@@ -26,10 +28,38 @@ from risk.domain.modes import Mode
 from risk.services.modes import governor_state_locked, mode_get, mode_set
 from risk.services.policy import policy_get
 from risk.services.validation import day_start_equity
+from trading import selectors as trading_sel
 
 log = get_logger(__name__)
 
 GOVERNOR = "safety-governor"
+
+
+@dataclass(frozen=True)
+class FlattenRequest:
+    """An emergency stop whose cancel/flatten has not been reported done."""
+
+    event_id: str
+    flatten_positions: bool
+
+
+def flatten_request_pending() -> FlattenRequest | None:
+    """The emergency stop execution still has to finish (None when there is none)."""
+    from risk.models import GovernorState
+
+    row = GovernorState.objects.filter(pk=1, flatten_pending=True).values(
+        "flatten_event_id", "flatten_positions").first()
+    if row is None:
+        return None
+    return FlattenRequest(event_id=row["flatten_event_id"], flatten_positions=row["flatten_positions"])
+
+
+def flatten_report(*, done: bool) -> None:
+    """Execution's report on the emergency flatten: done clears the request; not done keeps it,
+    and the beat sweep runs the flatten again."""
+    from risk.models import GovernorState
+
+    GovernorState.objects.filter(pk=1).update(flatten_pending=not done)
 
 
 def emergency_stop(*, reason: str, triggered_by: str, by_operator: bool, flatten: bool | None = None,
@@ -72,10 +102,10 @@ def emergency_stop(*, reason: str, triggered_by: str, by_operator: bool, flatten
     return True
 
 
-def governor_check(*, trigger: str = "periodic", view: selectors.AccountView | None = None) -> gov.GovernorAction:
+def governor_check(*, trigger: str = "periodic", view: trading_sel.AccountView | None = None) -> gov.GovernorAction:
     """Assess the account and act on what the pure governor says."""
     policy = policy_get()
-    view = view or selectors.account_view()
+    view = view or trading_sel.account_view()
     now = timezone.now()
     inp = gov.GovernorInput(
         policy=policy, mode=mode_get(), equity_usd=view.equity_usd,

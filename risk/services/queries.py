@@ -23,7 +23,7 @@ def validate_risk(*, symbol: str, size_usd, leverage=1, side: str = "buy") -> di
     """{approved, reason, max_allowed_size, reasons, policy_version} for an entry of `size_usd`
     on `symbol` now. ValueError (-> RPC bad params) names a malformed argument."""
     from risk.services.validation import IntentRequest, intent_validate
-    from trading.execution.gateway import exchange_id
+    from trading.exchanges.account import exchange_id
     from trading.models import Symbol
 
     if not isinstance(symbol, str) or not _SYMBOL.match(symbol):

@@ -80,16 +80,9 @@ def _fingerprint(side: str, symbol: str, size_usd: Decimal) -> str:
     return f"{side}:{symbol}:{Decimal(size_usd).quantize(Decimal('1'))}"
 
 
-def _in_flight_entries(exchange: str, own_key: str):
-    from trading.models import ExecutionIntent, IntentStatus
-
-    return (ExecutionIntent.objects.filter(exchange=exchange, status=IntentStatus.WORKING, reduce_only=False)
-            .exclude(intent_key=own_key).select_related("symbol"))
-
-
-def snapshot_build(req: IntentRequest, *, view: selectors.AccountView | None = None, symbol: Symbol | None = None,
+def snapshot_build(req: IntentRequest, *, view: trading_sel.AccountView | None = None, symbol: Symbol | None = None,
                    reference: tuple[Decimal | None, float | None] | None = None) -> rules.Snapshot:
-    view = view or selectors.account_view()
+    view = view or trading_sel.account_view()
     now = timezone.now()
     sector = symbol.sector if symbol is not None else (
         Symbol.objects.filter(exchange=view.exchange, symbol=req.symbol).values_list("sector", flat=True).first()
@@ -117,16 +110,15 @@ def snapshot_build(req: IntentRequest, *, view: selectors.AccountView | None = N
     # over hours must not leave room for a second full position), and an identical entry still
     # in flight is a duplicate (the same order asked twice under different keys).
     recent: set[str] = set()
-    for other in _in_flight_entries(view.exchange, req.intent_key):
-        recent.add(_fingerprint(other.side, other.symbol.symbol, other.size_usd))
-        unsent = sum((Decimal(item["amount"]) for item in (other.plan or [])[other.next_slice:]), ZERO)
-        if unsent > 0:
-            sym_name = other.symbol.symbol
-            if sym_name not in refs:
-                refs[sym_name] = ref if sym_name == req.symbol else reference_price(view.exchange, sym_name)[0]
-            open_orders.append(rules.OpenOrder(symbol=sym_name, side=other.side, reduce_only=False,
-                                               notional_usd=unsent * (refs[sym_name] or ZERO),
-                                               sector=other.symbol.sector))
+    for other in trading_sel.in_flight_entries(view.exchange, exclude_key=req.intent_key):
+        recent.add(_fingerprint(other.side, other.symbol, other.size_usd))
+        if other.unsent_amount > 0:
+            if other.symbol not in refs:
+                refs[other.symbol] = ref if other.symbol == req.symbol else reference_price(view.exchange,
+                                                                                            other.symbol)[0]
+            open_orders.append(rules.OpenOrder(symbol=other.symbol, side=other.side, reduce_only=False,
+                                               notional_usd=other.unsent_amount * (refs[other.symbol] or ZERO),
+                                               sector=other.sector))
     fingerprint = "" if req.reduce_only else _fingerprint(req.side, req.symbol, req.size_usd)
     intent = rules.Intent(symbol=req.symbol, side=req.side, size_usd=req.size_usd, leverage=req.leverage,
                           reduce_only=req.reduce_only, confidence=req.confidence, intent_key=fingerprint,
@@ -150,7 +142,7 @@ def _snapshot_record(s: rules.Snapshot) -> dict:
     }
 
 
-def intent_validate(req: IntentRequest, *, view: selectors.AccountView | None = None, symbol: Symbol | None = None,
+def intent_validate(req: IntentRequest, *, view: trading_sel.AccountView | None = None, symbol: Symbol | None = None,
                     record: bool = True, alert: bool = True,
                     reference: tuple[Decimal | None, float | None] | None = None,
                     ) -> tuple[rules.Verdict, RiskDecision | None]:

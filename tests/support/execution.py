@@ -49,9 +49,9 @@ def clear_app_cache() -> None:
 
 
 def build_market(*, equity: str = "100000", account: str = "default") -> dict:
+    from trading.exchanges.account import use_gateway
     from trading.exchanges.paper import PaperGateway, create_account
     from trading.execution import orders
-    from trading.execution.gateway import use_gateway
     from trading.marketdata.ingest import ingest
     from trading.marketdata.reference import mark_feed_ok
     from trading.models import Symbol
@@ -82,3 +82,13 @@ def last_close(symbol: str) -> Decimal:
     from trading.marketdata.reference import reference_price
 
     return reference_price("paper", symbol)[0]
+
+
+def rl_decision_for(signal, **sizing) -> dict:
+    """An rl.decision payload sizing the published `signal` envelope, as the inference worker
+    would make it (the signal's id, price, confidence and model versions travel with it)."""
+    s = signal.data()
+    return {"symbol": s.symbol, "action": s.action, "agent_action": 0.5, "kelly_fraction": 0.2,
+            "final_size_usd": "1000", "agent_trained": True, "reason": "test", "signal_event_id": signal.event_id,
+            "confidence": s.confidence, "reference_price": s.price, "model_versions": dict(s.model_versions),
+            **sizing}

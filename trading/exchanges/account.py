@@ -1,5 +1,8 @@
-"""The execution layer's exchange gateway: one per process, for settings.EXECUTION_EXCHANGE
-(default: MARKET_EXCHANGE; the paper exchange trades the paper account EXECUTION_ACCOUNT)."""
+"""The execution account's exchange gateway: one per process, for settings.EXECUTION_EXCHANGE
+(default: MARKET_EXCHANGE; the paper exchange trades the paper account EXECUTION_ACCOUNT).
+
+It sits with the exchanges, below risk and execution, because both read the account through
+it: risk to value it (trading/selectors.py account_view), execution to trade on it."""
 from __future__ import annotations
 
 import threading
@@ -8,6 +11,10 @@ from django.conf import settings
 
 from trading.exchanges.base import ExchangeGateway
 from trading.exchanges.factory import PAPER_ID, get_gateway
+
+# A longer Retry-After is waited out by a task retry (ExecutionRetry), never by a worker
+# asleep inside the gateway.
+MAX_INLINE_WAIT_SECONDS = 2.0
 
 _lock = threading.Lock()
 _gateway: ExchangeGateway | None = None
@@ -30,10 +37,6 @@ def execution_gateway() -> ExchangeGateway:
             if eid == PAPER_ID:
                 kwargs = {"account": settings.EXECUTION_ACCOUNT}
             else:
-                # A longer Retry-After is waited out by a task retry (ExecutionRetry), never by a
-                # worker asleep inside the gateway.
-                from trading.execution.orders import MAX_INLINE_WAIT_SECONDS
-
                 kwargs = {"max_retry_after_seconds": MAX_INLINE_WAIT_SECONDS}
             _gateway = get_gateway(eid, **kwargs)
         return _gateway
@@ -52,7 +55,7 @@ def reload() -> None:
     For operators after a configuration change (keys, account) — and for tests, whose database
     is rebuilt under a running worker."""
     global _gateway
-    from trading.execution import orders
+    from qtweb.lifecycle import reset_process_memos
 
     with _lock:
         if _gateway is not None:
@@ -61,7 +64,4 @@ def reload() -> None:
             except Exception:
                 pass
         _gateway = None
-    orders.forget_exchange_state()
-    from risk.services.validation import forget_day_start
-
-    forget_day_start()
+    reset_process_memos()  # what the apps memoised about this exchange and account

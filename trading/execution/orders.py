@@ -31,15 +31,15 @@ from qtweb.events import EventType
 from qtweb.events.bus import publish, publish_many
 from qtweb.logging import get_logger
 from trading.exchanges import errors
+from trading.exchanges.account import MAX_INLINE_WAIT_SECONDS, execution_gateway
 from trading.execution import planning
-from trading.execution.gateway import execution_gateway
+from trading.execution.snapshot import account_snapshot_refresh
 from trading.models import MarketType, Order, OrderStatus
 from trading.positions.services import position_apply_fill
 
 log = get_logger(__name__)
 
 ZERO = Decimal("0")
-MAX_INLINE_WAIT_SECONDS = 2.0  # a longer Retry-After is waited out by a task retry, not a blocked worker
 RESENDS_AFTER_NOT_FOUND = 1
 
 
@@ -192,6 +192,8 @@ def order_apply(order: Order, data: dict, *, publish_result: bool = True, answer
             events.insert(0, _result_event(o))
         if events:
             publish_many(events, trace_id=o.trace_id or None)
+        if delta > 0:  # the account changed: the inference worker sizes from its snapshot
+            transaction.on_commit(lambda: account_snapshot_refresh(reason="fill"))
     return o
 
 

@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal, localcontext
-from typing import Literal
 
 import numpy as np
 
 from core.decimals import non_negative, positive, round_to_step, to_decimal
+from core.enums import ExecutionStrategy, Side
 
 __all__ = [
     "CLIENT_ORDER_ID_PATTERN",
@@ -54,7 +54,6 @@ __all__ = [
     "slippage_pct",
 ]
 
-Side = Literal["buy", "sell"]
 
 # --------------------------------------------------------------------------- client order ids
 
@@ -187,9 +186,10 @@ _non_negative = non_negative
 
 
 def _side(side: str) -> Side:
-    if side not in ("buy", "sell"):
-        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
-    return side  # type: ignore[return-value]
+    try:
+        return Side(side)
+    except ValueError:
+        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}") from None
 
 
 def _units(x: Decimal, step: Decimal, rounding: str = ROUND_DOWN) -> int:
@@ -473,7 +473,8 @@ class SmartThresholds:
     limit_bars: Decimal = Decimal("1")
 
 
-STRATEGIES = ("market", "limit", "twap", "vwap")
+# What SMART may choose (every strategy but itself).
+STRATEGIES = tuple(s for s in ExecutionStrategy if s is not ExecutionStrategy.SMART)
 
 
 @dataclass(frozen=True)
@@ -482,7 +483,7 @@ class StrategyChoice:
     slices and over how many seconds (market: 1 slice, 0 s; limit: 1 slice, the time it may
     rest)."""
 
-    strategy: str
+    strategy: ExecutionStrategy
     reason: str
     slices: int
     duration_seconds: float
@@ -532,7 +533,7 @@ def choose_strategy(
     if volume is None or volume == 0:
         n = th.twap_max_slices
         return StrategyChoice(
-            "twap",
+            ExecutionStrategy.TWAP,
             f"bar volume unknown ({'missing' if volume is None else 'zero'}): twap in {n} slices "
             f"over {twap_duration(n):g}s for {_usd(notional)}",
             n,
@@ -551,11 +552,12 @@ def choose_strategy(
                 1,
                 wait,
             )
-        return StrategyChoice("market", f"{head} <= {_pct(th.market_max_participation)}: market", 1, 0.0)
+        return StrategyChoice(ExecutionStrategy.MARKET, f"{head} <= {_pct(th.market_max_participation)}: market",
+                              1, 0.0)
     if p <= th.twap_max_participation:
         n = max(1, min(th.twap_max_slices, _ceil_div(p, th.slice_participation)))
         return StrategyChoice(
-            "twap",
+            ExecutionStrategy.TWAP,
             f"{head} <= {_pct(th.twap_max_participation)}: twap in {n} slices over {twap_duration(n):g}s",
             n,
             twap_duration(n),
@@ -563,7 +565,7 @@ def choose_strategy(
     n = max(1, min(th.vwap_max_slices, _ceil_div(p, th.slice_participation)))
     duration = float(n * bar_seconds * th.vwap_bars_per_slice)
     return StrategyChoice(
-        "vwap",
+        ExecutionStrategy.VWAP,
         f"{head} > {_pct(th.twap_max_participation)}: vwap in {n} slices over {duration:g}s",
         n,
         duration,
@@ -582,7 +584,7 @@ def slippage_pct(side: str, arrival_price: Decimal, fill_price: Decimal) -> Deci
     arrival = _positive(arrival_price, "arrival_price")
     fill = _positive(fill_price, "fill_price")
     move = (fill - arrival) / arrival * HUNDRED
-    return move if side == "buy" else -move
+    return move if side == Side.BUY else -move
 
 
 def exceeds_slippage_cap(side: str, arrival_price: Decimal, average_fill_price: Decimal, cap_pct: Decimal) -> bool:
@@ -599,7 +601,7 @@ def limit_price(side: str, reference_price: Decimal, offset_pct: Decimal, tick_s
     ref = _positive(reference_price, "reference_price")
     offset = _non_negative(offset_pct, "offset_pct")
     tick = _positive(tick_size, "tick_size")
-    if side == "buy":
+    if side == Side.BUY:
         if offset >= HUNDRED:
             raise ValueError(f"offset_pct must be < 100 for a buy, got {offset_pct!r}")
         return max(tick, round_down_to_step(ref * (1 - offset / HUNDRED), tick))
@@ -619,6 +621,77 @@ def reprice(side: str, old_price: Decimal, new_reference: Decimal, offset_pct: D
     old = _positive(old_price, "old_price")
     ref = _positive(new_reference, "new_reference")
     new = limit_price(side, ref, offset_pct, tick_size)
-    if side == "buy":
+    if side == Side.BUY:
         return new if new > old or old >= ref else old
     return new if new < old or old <= ref else old
+
+
+# --------------------------------------------------------------------------- preflight
+
+
+_CENT = Decimal("0.01")
+
+
+def intent_quantities(*, amount: Decimal, size_usd: Decimal, reference_price: Decimal | None,
+                      lot_size: Decimal) -> tuple[Decimal, Decimal]:
+    """(amount on the lot grid, size in USD) for an intent given by one of them (the other 0).
+    Without a price an amount-less intent stays at 0 (preflight then refuses it)."""
+    lot = lot_size if lot_size and lot_size > 0 else Decimal("0.00000001")
+    if amount == 0 and reference_price:
+        amount = round_down_to_step(size_usd / reference_price, lot)
+    elif amount > 0:
+        amount = round_down_to_step(amount, lot)
+    if size_usd == 0 and reference_price:
+        size_usd = round_to_step(amount * reference_price, _CENT)
+    return amount, size_usd
+
+
+def preflight(*, symbol: str, side: str, reduce_only: bool, spot: bool, amount: Decimal, size_usd: Decimal,
+              reference_price: Decimal | None, lot_size: Decimal, min_notional: Decimal) -> list[str]:
+    """What makes an intent impossible whatever the risk policy says (no price, below one lot
+    or the exchange's minimum, a short on a spot market); empty when none."""
+    problems = []
+    if reference_price is None:
+        problems.append(f"no price known for {symbol}")
+    elif amount <= 0:
+        problems.append(f"size {size_usd} USD is below one lot ({lot_size}) of {symbol}")
+    elif min_notional and amount * reference_price < min_notional:
+        problems.append(f"order value {(amount * reference_price).quantize(_CENT)} USD is below the minimum "
+                        f"{min_notional} of {symbol}")
+    if spot and _side(side) is Side.SELL and not reduce_only:
+        problems.append(f"{symbol} is a spot market: selling needs a long position (no shorting)")
+    return problems
+
+
+# --------------------------------------------------------------------------- directives
+
+
+REDUCE = "reduce"
+
+
+@dataclass(frozen=True)
+class RebalanceDirective:
+    """One portfolio balancer directive, `<buy|sell|reduce> SYMBOL SIZE_USD`. A reduce is
+    reduce-only against the open position on SYMBOL, in whichever direction closes it."""
+
+    side: Side | None  # None for a reduce: the position's exit side
+    symbol: str
+    size_usd: Decimal
+
+    @property
+    def reduce_only(self) -> bool:
+        return self.side is None
+
+
+def parse_rebalance_directive(text: object) -> RebalanceDirective:
+    """ValueError naming what is wrong with the directive."""
+    parts = str(text).split()
+    verbs = (*(s.value for s in Side), REDUCE)
+    if len(parts) != 3 or parts[0] not in verbs:
+        raise ValueError(f"directive {text!r}: expected '<buy|sell|reduce> SYMBOL SIZE_USD'")
+    verb, symbol, size = parts
+    try:
+        size_usd = positive(size, "SIZE_USD")
+    except ValueError as exc:
+        raise ValueError(f"directive {text!r}: {exc}") from None
+    return RebalanceDirective(side=None if verb == REDUCE else Side(verb), symbol=symbol, size_usd=size_usd)

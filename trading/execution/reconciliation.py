@@ -29,10 +29,12 @@ from qtweb.health.status import redis_client
 from qtweb.logging import get_logger
 from qtweb.tracing import current_trace_id
 from trading.exchanges import errors
+from trading.exchanges.account import exchange_id, execution_gateway
 from trading.execution import orders as order_svc
-from trading.execution.gateway import exchange_id, execution_gateway
+from trading.execution.snapshot import account_snapshot_refresh
 from trading.models import (
     OPEN_ORDER_STATUSES,
+    IntentStatus,
     Order,
     OrderOrigin,
     OrderStatus,
@@ -107,6 +109,7 @@ def reconcile(*, reason: str = "periodic", gateway=None) -> ReconciliationRun:
                                          "service": "exec-risk-service"})
     else:
         order_svc.mark_reconciled()
+        account_snapshot_refresh(reason="reconciliation", gateway=gateway)
     log.info("reconciliation", ok=run.ok, mismatches=len(mismatches), reason=reason)
     return run
 
@@ -145,10 +148,10 @@ def _orders(gateway, exchange: str, mismatches: list, actions: list) -> None:
                                    "client_order_id": o.client_order_id,
                                    "message": f"order {o.client_order_id}: database had {before[0]} filled "
                                               f"{before[1]}, exchange {o.status} filled {o.filled}"})
-        if o.intent_id and o.intent.status == "working":
-            from trading.tasks import advance_intent
+        if o.intent_id and o.intent.status == IntentStatus.WORKING:
+            from trading.execution.services.intents import intent_wake
 
-            transaction.on_commit(lambda pk=o.intent_id: advance_intent.delay(pk))
+            intent_wake(o.intent_id)
 
 
 def _external_orders(gateway, exchange: str, mismatches: list, actions: list) -> None:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from qtweb.logging import get_logger
-from trading.execution.gateway import exchange_id
+from trading.exchanges.account import exchange_id
 from trading.marketdata.reference import latest_bar_row
 from trading.models import Position, PositionStatus
 from trading.positions import math as pm
@@ -30,8 +30,8 @@ def _d(x) -> Decimal:
 
 def _refresh_liquidation_prices(positions: list[Position]) -> None:
     """The exchange computes liquidation prices (margin mode, tiers, funding paid): copy them."""
+    from trading.exchanges.account import execution_gateway
     from trading.exchanges.errors import ExchangeError
-    from trading.execution.gateway import execution_gateway
 
     perps = [p for p in positions if p.symbol.market_type != "spot"]
     if not perps:

@@ -28,7 +28,7 @@ def position_dict(p: Position) -> dict:
 
 def position_status(symbol: str) -> dict:
     """{"symbol", "open": bool, "position": {...} | None, "last_closed": {...} | None}."""
-    from trading.execution.gateway import exchange_id
+    from trading.exchanges.account import exchange_id
 
     if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
         raise ValueError(f"symbol must be a unified symbol such as BTC/USDT:USDT, got {symbol!r}")

@@ -12,6 +12,8 @@ from decimal import Decimal
 import numpy as np
 from django.conf import settings
 
+from core.decimals import ZERO, to_decimal
+from core.enums import PositionSide, Side
 from qtweb.events import EventType
 from qtweb.events.bus import publish
 from qtweb.logging import get_logger
@@ -20,7 +22,6 @@ from trading.positions import math as pm
 
 log = get_logger(__name__)
 
-ZERO = Decimal("0")
 ATR_BARS = 14  # Wilder's classic ATR window
 
 
@@ -33,7 +34,21 @@ def atr(symbol_id: int, timeframe: str | None = None, bars: int = ATR_BARS) -> D
         return ZERO
     high, low, close = rows[1:, 2], rows[1:, 3], rows[:-1, 4]
     tr = np.maximum(high - low, np.maximum(np.abs(high - close), np.abs(low - close)))
-    return Decimal(repr(float(np.mean(tr))))
+    return to_decimal(float(np.mean(tr)), "ATR")
+
+
+def take_profit_extend(pos: Position) -> Decimal | None:
+    """Move an open position's take-profit one ATR further out (profit amplification); the new
+    target, or None when it has none or no ATR is known."""
+    if pos.take_profit_price is None:
+        return None
+    step = atr(pos.symbol_id)
+    if step <= 0:
+        return None
+    new_tp = pos.take_profit_price + step if pos.side == PositionSide.LONG else max(
+        pos.symbol.tick_size, pos.take_profit_price - step)
+    Position.objects.filter(pk=pos.pk).update(take_profit_price=new_tp)
+    return new_tp
 
 
 def _event_payload_opened(p: Position) -> dict:
@@ -61,8 +76,8 @@ def _emit(events: list | None, event_type, payload: dict, trace_id: str | None) 
 
 
 def _close(p: Position, *, exit_reason: str, now: datetime, events: list | None = None) -> None:
-    closed_qty = Decimal(str(p.trailing.get("exit_qty", "0")))
-    exit_cost = Decimal(str(p.trailing.get("exit_cost", "0")))
+    closed_qty = to_decimal(p.trailing.get("exit_qty", "0"), "exit_qty")
+    exit_cost = to_decimal(p.trailing.get("exit_cost", "0"), "exit_cost")
     p.exit_price = (exit_cost / closed_qty) if closed_qty > 0 else p.mark_price or p.entry_price
     p.status = PositionStatus.CLOSED
     p.closed_at = now
@@ -115,7 +130,7 @@ def position_apply_fill(*, order: Order, amount: Decimal, price: Decimal, fee_us
     """Apply one fill of `order` (must run inside a transaction). `events`: collect the
     position events there instead of publishing each (the caller publishes them together)."""
     intent = order.intent
-    direction = "long" if order.side == "buy" else "short"
+    direction = Side(order.side).opens
     pos = (Position.objects.select_for_update().filter(exchange=order.exchange, symbol=order.symbol,
                                                       status=PositionStatus.OPEN).first())
     if pos is None:
@@ -141,8 +156,8 @@ def position_apply_fill(*, order: Order, amount: Decimal, price: Decimal, fee_us
     pos.fees_usd += close_fee
     pos.amount -= close_qty
     pos.trailing = {**pos.trailing,
-                    "exit_qty": str(Decimal(str(pos.trailing.get("exit_qty", "0"))) + close_qty),
-                    "exit_cost": str(Decimal(str(pos.trailing.get("exit_cost", "0"))) + close_qty * price)}
+                    "exit_qty": str(to_decimal(pos.trailing.get("exit_qty", "0"), "exit_qty") + close_qty),
+                    "exit_cost": str(to_decimal(pos.trailing.get("exit_cost", "0"), "exit_cost") + close_qty * price)}
     if pos.amount <= 0:
         pos.amount = ZERO
         reason = (intent.exit_reason if intent is not None and intent.exit_reason else "manual")
@@ -165,7 +180,7 @@ def position_close_external(pos: Position, *, reason: str, exit_price: Decimal |
     price = exit_price or pos.mark_price or pos.entry_price
     pos.realized_pnl_usd += pm.realized_pnl_usd(pos.side, pos.entry_price, price, pos.amount, ZERO)
     pos.trailing = {**pos.trailing,
-                    "exit_qty": str(Decimal(str(pos.trailing.get("exit_qty", "0"))) + pos.amount),
-                    "exit_cost": str(Decimal(str(pos.trailing.get("exit_cost", "0"))) + pos.amount * price)}
+                    "exit_qty": str(to_decimal(pos.trailing.get("exit_qty", "0"), "exit_qty") + pos.amount),
+                    "exit_cost": str(to_decimal(pos.trailing.get("exit_cost", "0"), "exit_cost") + pos.amount * price)}
     pos.amount = ZERO
     _close(pos, exit_reason=reason, now=now)

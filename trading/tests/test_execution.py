@@ -253,15 +253,15 @@ def test_take_profit_and_position_status(paper_market):
 def test_signal_plus_decision_trades_once_and_a_reversal_closes(paper_market):
     from qtweb.events.bus import publish
     from qtweb.events.schemas import build_envelope
+    from tests.support.execution import rl_decision_for
     from trading.execution.services import intent_from_rl_decision, intent_process
     from trading.models import ExecutionIntent, Position
 
     sig = {"symbol": "ETH/USDT:USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.8, "score": 0.6,
            "ensemble_agreement": 1.0, "models_voted": 4, "model_versions": {"xgboost": "3"}}
-    publish("signal.generated", sig, trace_id="trace-sig-buy-1")
-    decision = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": "BUY", "agent_action": 0.5,
-                                              "kelly_fraction": 0.2, "final_size_usd": "1500", "agent_trained": True,
-                                              "reason": "test"}, trace_id="trace-sig-buy-1", source="ai-service")
+    buy = publish("signal.generated", sig, trace_id="trace-sig-buy-1")
+    decision = build_envelope("rl.decision", rl_decision_for(buy, final_size_usd="1500"), trace_id="trace-sig-buy-1",
+                              source="ai-service")
     first = intent_from_rl_decision(decision)
     assert intent_from_rl_decision(decision).pk == first.pk  # delivered twice: one intent
     intent = intent_process(first.pk)
@@ -269,10 +269,9 @@ def test_signal_plus_decision_trades_once_and_a_reversal_closes(paper_market):
     pos = Position.objects.get(status="open")
     assert pos.entry_model == "ensemble(xgboost:3)" and pos.entry_confidence == D("0.8") and pos.side == "long"
     assert pos.trace_id == "trace-sig-buy-1"
-    publish("signal.generated", {**sig, "action": "SELL", "score": -0.6}, trace_id="trace-sig-sell-1")
-    sell = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": "SELL", "agent_action": 0.5,
-                                          "kelly_fraction": 0.2, "final_size_usd": "1500", "agent_trained": True,
-                                          "reason": "test"}, trace_id="trace-sig-sell-1", source="ai-service")
+    sell_signal = publish("signal.generated", {**sig, "action": "SELL", "score": -0.6}, trace_id="trace-sig-sell-1")
+    sell = build_envelope("rl.decision", rl_decision_for(sell_signal, final_size_usd="1500"),
+                          trace_id="trace-sig-sell-1", source="ai-service")
     close = intent_process(intent_from_rl_decision(sell).pk)
     pos.refresh_from_db()
     assert close.reduce_only and pos.status == "closed" and pos.exit_reason == "signal_reversal"
@@ -282,13 +281,14 @@ def test_signal_plus_decision_trades_once_and_a_reversal_closes(paper_market):
 def test_a_low_confidence_signal_is_rejected(paper_market):
     from qtweb.events.bus import publish
     from qtweb.events.schemas import build_envelope
+    from tests.support.execution import rl_decision_for
     from trading.execution.services import intent_from_rl_decision, intent_process
 
-    publish("signal.generated", {"symbol": "ETH/USDT:USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.55,
-                                 "score": 0.1, "ensemble_agreement": 0.5, "models_voted": 4}, trace_id="trace-lowc-1")
-    d = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": "BUY", "agent_action": 0.5,
-                                       "kelly_fraction": 0.2, "final_size_usd": "500", "agent_trained": True,
-                                       "reason": "t"}, trace_id="trace-lowc-1", source="ai-service")
+    signal = publish("signal.generated", {"symbol": "ETH/USDT:USDT", "timeframe": "5m", "action": "BUY",
+                                          "confidence": 0.55, "score": 0.1, "ensemble_agreement": 0.5,
+                                          "models_voted": 4}, trace_id="trace-lowc-1")
+    d = build_envelope("rl.decision", rl_decision_for(signal, final_size_usd="500"), trace_id="trace-lowc-1",
+                       source="ai-service")
     intent = intent_process(intent_from_rl_decision(d).pk)
     assert intent.status == "rejected" and "confidence" in intent.reason
 
@@ -413,16 +413,15 @@ def test_fees_are_valued_in_usd_by_their_currency(paper_market):
 def test_the_collar_checks_the_price_the_signal_saw(paper_market):
     from qtweb.events.bus import publish
     from qtweb.events.schemas import build_envelope
-    from tests.support.execution import last_close
+    from tests.support.execution import last_close, rl_decision_for
     from trading.execution.services import intent_from_rl_decision, intent_process
 
     seen = (last_close("ETH/USDT:USDT") * D("1.06")).quantize(D("0.01"))  # 6 % away from the market now
-    publish("signal.generated", {"symbol": "ETH/USDT:USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.8,
-                                 "score": 0.6, "ensemble_agreement": 1.0, "models_voted": 4, "price": str(seen)},
-            trace_id="trace-collar-1")
-    d = build_envelope("rl.decision", {"symbol": "ETH/USDT:USDT", "action": "BUY", "agent_action": 0.5,
-                                       "kelly_fraction": 0.2, "final_size_usd": "500", "agent_trained": True,
-                                       "reason": "t"}, trace_id="trace-collar-1", source="ai-service")
+    signal = publish("signal.generated", {"symbol": "ETH/USDT:USDT", "timeframe": "5m", "action": "BUY",
+                                          "confidence": 0.8, "score": 0.6, "ensemble_agreement": 1.0,
+                                          "models_voted": 4, "price": str(seen)}, trace_id="trace-collar-1")
+    d = build_envelope("rl.decision", rl_decision_for(signal, final_size_usd="500"), trace_id="trace-collar-1",
+                       source="ai-service")
     intent = intent_process(intent_from_rl_decision(d).pk)
     assert intent.status == "rejected" and "collar" in intent.reason
 
@@ -439,3 +438,25 @@ def test_a_symbol_the_feed_keeps_failing_to_fetch_has_a_stale_price(paper_market
     assert manual("stale-eth", symbol="ETH/USDT:USDT", amount="0.5").status == "rejected"
     mark_feed_ok("paper", ok_symbols=["ETH/USDT:USDT"])  # it recovered
     assert reference_price("paper", "ETH/USDT:USDT")[1] < 5
+
+
+def test_an_rl_decision_of_version_1_is_parsed_but_refused_with_its_reason(paper_market):
+    """Version 1 named no signal (execution used to find it in the outbox). It still parses (stored
+    events, an inference worker not yet upgraded), and execution refuses it instead of guessing."""
+    from qtweb.events.schemas import EventEnvelope, RlDecisionV1, parse_envelope
+    from trading.execution.services import OutdatedEvent, intent_from_rl_decision
+    from trading.models import ExecutionIntent
+    from trading.subscribers import on_rl_decision
+
+    raw = {"event_id": "6f1c3c1e-8a53-4a0e-9a3b-1d2c3b4a5f60", "type": "rl.decision", "version": 1,
+           "trace_id": "trace-rl-v1-0001", "source": "ai-service", "timestamp": "2026-12-07T00:00:00+00:00",
+           "payload": {"symbol": "ETH/USDT:USDT", "action": "BUY", "agent_action": 0.5, "kelly_fraction": 0.2,
+                       "final_size_usd": "1000", "agent_trained": True, "reason": "old"}}
+    env = parse_envelope(raw)
+    assert isinstance(env, EventEnvelope) and isinstance(env.data(), RlDecisionV1)
+    with pytest.raises(OutdatedEvent, match="version 1 carries no signal reference"):
+        intent_from_rl_decision(env)
+    on_rl_decision(env)  # the consumer logs it and moves on
+    assert ExecutionIntent.objects.count() == 0
+    with pytest.raises(ValueError, match="unknown version 7 of rl.decision; known: \\[1, 2\\]"):
+        parse_envelope({**raw, "version": 7})

@@ -44,8 +44,8 @@ def world(fake, creds):
     from django.core.cache import cache
 
     from risk.services.policy import policy_invalidate, policy_update
+    from trading.exchanges.account import use_gateway
     from trading.execution import orders
-    from trading.execution.gateway import use_gateway
     from trading.models import Symbol
 
     cache.clear()
@@ -302,9 +302,9 @@ def test_the_configured_execution_gateway_hands_a_long_retry_after_to_the_task(w
     """The gateway the execution layer builds from settings (not this file's test gateway):
     a 30 s Retry-After on create_order must become ExecutionRetry, not a worker blocked inside
     the gateway's own rate-limit retry."""
+    from trading.exchanges.account import MAX_INLINE_WAIT_SECONDS, execution_gateway, use_gateway
     from trading.exchanges.ccxt_backend import CcxtGateway
-    from trading.execution.gateway import execution_gateway, use_gateway
-    from trading.execution.orders import MAX_INLINE_WAIT_SECONDS, ExecutionRetry, order_submit
+    from trading.execution.orders import ExecutionRetry, order_submit
 
     settings.EXECUTION_EXCHANGE = EX
     settings.EXCHANGE_BASE_URL = fake.base_url
@@ -454,7 +454,8 @@ def _manual(key: str, amount: str = "0.01"):
 
 def test_the_same_intent_twice_places_one_order_with_its_deterministic_id(world, fake):
     from trading.execution import planning
-    from trading.execution.services import _place, intent_process
+    from trading.execution.services import intent_process
+    from trading.execution.services.intents import _place
     from trading.models import Order
 
     _reference_price(fake)

@@ -58,7 +58,7 @@ def paper_orders(**kw):
 
 @pytest.fixture
 def losing(paper_market):
-    from trading.execution.gateway import use_gateway
+    from trading.exchanges.account import use_gateway
 
     def make(**kw) -> LosingAnswers:
         gw = LosingAnswers("default", **kw)
@@ -163,8 +163,8 @@ def test_reconciliation_imports_external_orders_and_positions_and_closes_vanishe
 
 
 def test_no_order_leaves_before_the_first_reconciliation_succeeds(paper_market):
+    from trading.exchanges.account import use_gateway
     from trading.execution import orders
-    from trading.execution.gateway import use_gateway
     from trading.models import ReconciliationRun
 
     class Down(PaperGateway):

@@ -1,10 +1,9 @@
-"""Intents: from a signal, an operator or an orchestrator to orders, through the risk path.
+"""Intents: create one, validate and start it, advance it to DONE | STOPPED | FAILED.
 
-intent_create      one ExecutionIntent per deterministic key (a duplicate delivery finds it)
-intent_process     PENDING -> risk validation -> REJECTED | SHADOW | WORKING (strategy planned)
-intent_advance     WORKING -> place the slices that are due, limit timeouts, slippage cap,
-                   mode checks -> DONE | STOPPED | FAILED
-emergency_flatten  cancel every open order, close every position (emergency.stop)
+intent_create   one ExecutionIntent per deterministic key (a duplicate delivery finds it)
+intent_process  PENDING -> preflight and risk validation -> REJECTED | SHADOW | WORKING
+intent_advance  WORKING -> place the slices that are due, limit timeouts, slippage cap, mode
+                checks -> DONE | STOPPED | FAILED
 
 Nothing here holds a database transaction across an exchange call: the exchange is another
 system, and a crash must leave our rows in a state reconciliation can complete.
@@ -12,41 +11,43 @@ system, and a crash must leave our rows in a state reconciliation can complete.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from qtweb.events import EventType
-from qtweb.events.bus import publish
-from qtweb.events.schemas import ExecutionStrategy
-from qtweb.health.status import redis_client
-from qtweb.logging import get_logger
-from qtweb.tracing import current_trace_id
-from risk.domain.modes import Mode
-from trading.exchanges import errors
-from trading.execution import orders as order_svc
-from trading.execution import planning
-from trading.execution.gateway import exchange_id, execution_gateway
-from trading.marketdata.reference import reference_price
-from trading.models import (
-    ExecutionIntent,
+from core.decimals import ZERO, to_decimal, to_decimal_or_none
+from core.enums import (
+    ExecutionStatus,
+    ExecutionStrategy,
     IntentSource,
     IntentStatus,
     MarketType,
-    Order,
+    Mode,
     OrderStatus,
-    Position,
-    PositionStatus,
-    Symbol,
+    OrderType,
+    Severity,
+    Side,
 )
+from core.limits import NAME_MAX, SHORT_TEXT_MAX, TEXT_MAX, USER_MAX
+from qtweb.events import EventType
+from qtweb.events.bus import publish
+from qtweb.health.status import redis_client
+from qtweb.logging import get_logger
+from qtweb.tracing import current_trace_id
+from trading.exchanges import errors
+from trading.exchanges.account import exchange_id, execution_gateway
+from trading.execution import orders as order_svc
+from trading.execution import planning
+from trading.marketdata.reference import reference_price
+from trading.models import ExecutionIntent, Order, Position, Symbol
 
 log = get_logger(__name__)
 
-ZERO = Decimal("0")
 CENT = Decimal("0.01")
-STRATEGIES = tuple(s.value for s in ExecutionStrategy)
+SLIPPAGE_QUANTUM = Decimal("0.000001")
 INTENT_LOCK_SECONDS = 120  # longer than any single advance step; a crashed holder's lock expires
 DEFAULT_TWAP_SLICES = 5
 DEFAULT_TWAP_DURATION_SECONDS = 60.0
@@ -57,8 +58,7 @@ CANCEL_RETRY_SECONDS = 2.0  # a cancel that failed is tried again this much late
 RATE_WAIT_SECONDS = 5.0  # a slice held back by the order-rate limit is tried again this much later
 VOLUME_PROFILE_DAYS = 7  # history behind VWAP's intraday volume profile
 LIQUIDITY_BARS = 20  # bars averaged for SMART's "volume of one bar"
-PENDING_GRACE_SECONDS = 5  # a PENDING intent younger than this is still being processed inline
-SWEEP_BATCH = 50
+ADVANCE_TASK = "trading.execution.advance_intent"  # by name: the task module is an edge above this one
 
 
 class IntentError(ValueError):
@@ -77,7 +77,8 @@ def _symbol(exchange: str, name: str) -> Symbol:
 
 def intent_create(*, key: str, source: str, symbol: str, side: str, size_usd: Decimal | None = None,
                   amount: Decimal | None = None, leverage: int = 1, reduce_only: bool = False,
-                  strategy: str = "smart", order_type: str = "market", limit_price: Decimal | None = None,
+                  strategy: str = ExecutionStrategy.SMART, order_type: str = OrderType.MARKET,
+                  limit_price: Decimal | None = None,
                   params: dict | None = None, confidence: Decimal | None = None, entry_model: str = "",
                   stop_loss_price: Decimal | None = None, take_profit_price: Decimal | None = None,
                   exit_reason: str = "", position: Position | None = None, created_by: str = "",
@@ -85,10 +86,10 @@ def intent_create(*, key: str, source: str, symbol: str, side: str, size_usd: De
     """Create (or find, by key) an intent. Exactly one of size_usd / amount is needed. A key
     already used returns the existing intent (created=False) whatever the other arguments."""
     exchange = exchange_id()
-    if side not in ("buy", "sell"):
+    if side not in tuple(Side):
         raise IntentError(f"side must be 'buy' or 'sell', got {side!r}")
-    if strategy not in STRATEGIES:
-        raise IntentError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    if strategy not in tuple(ExecutionStrategy):
+        raise IntentError(f"unknown strategy {strategy!r}; use one of {', '.join(ExecutionStrategy)}")
     if (size_usd is None) == (amount is None):
         raise IntentError("give exactly one of size_usd and amount")
     if (size_usd is not None and not size_usd > 0) or (amount is not None and not amount > 0):
@@ -100,9 +101,9 @@ def intent_create(*, key: str, source: str, symbol: str, side: str, size_usd: De
                 intent_key=key, source=source, exchange=exchange, symbol=sym, side=side,
                 amount=amount or ZERO, size_usd=size_usd or ZERO, leverage=leverage, reduce_only=reduce_only,
                 order_type=order_type, limit_price=limit_price, requested_strategy=strategy, params=params or {},
-                confidence=confidence, entry_model=entry_model[:128], stop_loss_price=stop_loss_price,
+                confidence=confidence, entry_model=entry_model[:NAME_MAX], stop_loss_price=stop_loss_price,
                 take_profit_price=take_profit_price, exit_reason=exit_reason, position=position,
-                trace_id=trace_id or current_trace_id() or "", created_by=created_by[:150])
+                trace_id=trace_id or current_trace_id() or "", created_by=created_by[:USER_MAX])
     except IntegrityError:  # a duplicate delivery (or a concurrent one) created it
         return ExecutionIntent.objects.select_related("symbol").get(intent_key=key), False
     return intent, True
@@ -143,8 +144,8 @@ def _set(intent: ExecutionIntent, **fields) -> None:
 
 
 def _quantize_amount(amount: Decimal, sym: Symbol) -> Decimal:
-    step = sym.lot_size if sym.lot_size and sym.lot_size > 0 else Decimal("0.00000001")
-    return planning.round_down_to_step(amount, step)
+    amount, _ = planning.intent_quantities(amount=amount, size_usd=ZERO, reference_price=None, lot_size=sym.lot_size)
+    return amount
 
 
 def _bar_liquidity(sym: Symbol) -> tuple[Decimal, int]:
@@ -156,7 +157,7 @@ def _bar_liquidity(sym: Symbol) -> tuple[Decimal, int]:
     if not len(rows):
         return ZERO, int(seconds(tf))
     quote_volume = float((rows[:, 5] * rows[:, 4]).mean())
-    return Decimal(repr(quote_volume)), int(seconds(tf))
+    return to_decimal(quote_volume, "bar quote volume"), int(seconds(tf))
 
 
 def _volume_profile(sym: Symbol):
@@ -178,30 +179,30 @@ def _plan(intent: ExecutionIntent, sym: Symbol, ref: Decimal, now: datetime) -> 
     slices = int(params.get("slices") or DEFAULT_TWAP_SLICES)
     duration = float(params.get("duration_seconds") if params.get("duration_seconds") is not None
                      else DEFAULT_TWAP_DURATION_SECONDS)
-    if strategy == "smart":
+    if strategy == ExecutionStrategy.SMART:
         if intent.reduce_only or intent.source in (IntentSource.POSITION_EXIT, IntentSource.EMERGENCY):
-            strategy, why = "market", "exits go at market"
+            strategy, why = ExecutionStrategy.MARKET, "exits go at market"
         else:
             volume, bar_seconds = _bar_liquidity(sym)
             choice = planning.choose_strategy(notional_usd=intent.amount * ref, bar_quote_volume_usd=volume,
                                               bar_seconds=bar_seconds)
             strategy, why, slices, duration = choice.strategy, choice.reason, choice.slices, choice.duration_seconds
     lot, min_amount = sym.lot_size, (sym.min_notional / ref if ref > 0 else ZERO)
-    if strategy == "market":
+    if strategy == ExecutionStrategy.MARKET:
         plan = [planning.Slice(index=0, amount=intent.amount, not_before=now)]
-    elif strategy == "limit":
+    elif strategy == ExecutionStrategy.LIMIT:
         price = intent.limit_price or planning.limit_price(intent.side, ref, LIMIT_OFFSET_PCT, sym.tick_size)
         timeout = float(params.get("limit_timeout_seconds") or DEFAULT_LIMIT_TIMEOUT_SECONDS)
         return strategy, [{"index": 0, "amount": str(intent.amount), "not_before": now.isoformat(),
-                           "type": "limit", "price": str(price), "timeout_seconds": timeout}], why
-    elif strategy == "twap":
+                           "type": OrderType.LIMIT, "price": str(price), "timeout_seconds": timeout}], why
+    elif strategy == ExecutionStrategy.TWAP:
         plan = planning.plan_twap(amount=intent.amount, slices=slices, duration_seconds=duration, start=now,
                                   lot_size=lot, min_amount=min_amount)
     else:
         plan = planning.plan_vwap(amount=intent.amount, slices=slices, duration_seconds=duration, start=now,
                                   profile=_volume_profile(sym), lot_size=lot, min_amount=min_amount)
     return strategy, [{"index": s.index, "amount": str(s.amount), "not_before": s.not_before.isoformat(),
-                       "type": "market"} for s in plan], why
+                       "type": OrderType.MARKET} for s in plan], why
 
 
 def intent_process(intent_id: int, *, intent: ExecutionIntent | None = None) -> ExecutionIntent:
@@ -220,38 +221,28 @@ def intent_process(intent_id: int, *, intent: ExecutionIntent | None = None) -> 
         else:
             sym = intent.symbol
             ref, ref_age = reference_price(intent.exchange, sym.symbol)
-            if intent.amount == 0 and ref:
-                intent.amount = _quantize_amount(intent.size_usd / ref, sym)
-            elif intent.amount > 0:
-                intent.amount = _quantize_amount(intent.amount, sym)
-            if intent.size_usd == 0 and ref:
-                intent.size_usd = (intent.amount * ref).quantize(CENT, rounding=ROUND_DOWN)
+            intent.amount, intent.size_usd = planning.intent_quantities(
+                amount=intent.amount, size_usd=intent.size_usd, reference_price=ref, lot_size=sym.lot_size)
             reduce_only = intent.reduce_only
-            if sym.market_type == MarketType.SPOT:
+            spot = sym.market_type == MarketType.SPOT
+            if spot:
                 intent.leverage = 1
+            signal_price = (intent.params or {}).get("signal_price")
             req = IntentRequest(symbol=sym.symbol, side=intent.side, size_usd=intent.size_usd,
                                 leverage=intent.leverage, reduce_only=reduce_only, confidence=intent.confidence,
                                 intent_key=intent.intent_key,
                                 # the collar checks the price the decision was made at: the limit
                                 # price, or the price the signal saw
-                                price=intent.limit_price if intent.order_type == "limit" else (
-                                    Decimal(intent.params["signal_price"]) if (intent.params or {}).get(
-                                        "signal_price") else None),
+                                price=intent.limit_price if intent.order_type == OrderType.LIMIT else (
+                                    to_decimal(signal_price, "signal_price") if signal_price else None),
                                 source=intent.source)
-            problems = []
-            if ref is None:
-                problems.append(f"no price known for {sym.symbol}")
-            elif intent.amount <= 0:
-                problems.append(f"size {intent.size_usd} USD is below one lot ({sym.lot_size}) of {sym.symbol}")
-            elif sym.min_notional and intent.amount * ref < sym.min_notional:
-                problems.append(f"order value {(intent.amount * ref).quantize(CENT)} USD is below the minimum "
-                                f"{sym.min_notional} of {sym.symbol}")
-            if sym.market_type == MarketType.SPOT and intent.side == "sell" and not reduce_only:
-                problems.append(f"{sym.symbol} is a spot market: selling needs a long position (no shorting)")
+            problems = planning.preflight(symbol=sym.symbol, side=intent.side, reduce_only=reduce_only, spot=spot,
+                                          amount=intent.amount, size_usd=intent.size_usd, reference_price=ref,
+                                          lot_size=sym.lot_size, min_notional=sym.min_notional)
             if problems:
-                _set(intent, status=IntentStatus.REJECTED, reason="; ".join(problems)[:2000],
+                _set(intent, status=IntentStatus.REJECTED, reason="; ".join(problems)[:TEXT_MAX],
                      amount=intent.amount, size_usd=intent.size_usd)
-                publish(EventType.RISK_ALERT, {"severity": "warning", "rule": "TRADE_BLOCKED",
+                publish(EventType.RISK_ALERT, {"severity": Severity.WARNING, "rule": "TRADE_BLOCKED",
                                                "message": f"{intent.side} {sym.symbol} blocked: {intent.reason}",
                                                "symbol": sym.symbol, "rejected": True,
                                                "reasons": [{"rule": "order", "message": p} for p in problems]},
@@ -262,7 +253,7 @@ def intent_process(intent_id: int, *, intent: ExecutionIntent | None = None) -> 
             else:
                 verdict, decision = intent_validate(req, symbol=sym, reference=(ref, ref_age))
             if verdict is not None and not verdict.approved:
-                _set(intent, status=IntentStatus.REJECTED, reason=verdict.reason[:2000], amount=intent.amount,
+                _set(intent, status=IntentStatus.REJECTED, reason=verdict.reason[:TEXT_MAX], amount=intent.amount,
                      size_usd=intent.size_usd, policy_version=verdict.policy_version,
                      risk_decision_id=decision.pk if decision else None)
                 return intent
@@ -276,12 +267,12 @@ def intent_process(intent_id: int, *, intent: ExecutionIntent | None = None) -> 
             try:
                 strategy, plan, why = _plan(intent, sym, ref, now)
             except ValueError as exc:
-                _set(intent, status=IntentStatus.REJECTED, reason=f"cannot plan the order: {exc}"[:2000])
+                _set(intent, status=IntentStatus.REJECTED, reason=f"cannot plan the order: {exc}"[:TEXT_MAX])
                 return intent
             _set(intent, status=IntentStatus.WORKING, strategy=strategy, plan=plan, next_slice=0,
                  next_action_at=now, arrival_price=ref, amount=intent.amount, size_usd=intent.size_usd,
                  leverage=intent.leverage, policy_version=policy_version,
-                 risk_decision_id=decision.pk if decision else None, reason=why[:2000])
+                 risk_decision_id=decision.pk if decision else None, reason=why[:TEXT_MAX])
             log.info("intent approved", intent_key=intent.intent_key, strategy=strategy, slices=len(plan),
                      amount=str(intent.amount), symbol=sym.symbol)
         return _advance_locked(intent)
@@ -295,7 +286,7 @@ def intent_advance(intent_id: int) -> ExecutionIntent:
         return _advance_locked(intent)
 
 
-def _finish(intent: ExecutionIntent, status: str, reason: str = "", *,
+def intent_finish(intent: ExecutionIntent, status: str, reason: str = "", *,
             orders: list[Order] | None = None) -> ExecutionIntent:
     orders = list(intent.orders.all()) if orders is None else orders
     filled = sum((o.filled for o in orders), ZERO)
@@ -305,10 +296,10 @@ def _finish(intent: ExecutionIntent, status: str, reason: str = "", *,
     slippage = planning.slippage_pct(intent.side, intent.arrival_price, avg) if avg and intent.arrival_price else None
     if status == IntentStatus.DONE and filled == 0:
         status = IntentStatus.FAILED
-        reason = reason or "; ".join(o.status_reason for o in orders if o.status_reason)[:2000] or "nothing filled"
-    _set(intent, status=status, reason=(reason or intent.reason)[:2000], filled_amount=filled, average_price=avg,
+        reason = reason or "; ".join(o.status_reason for o in orders if o.status_reason)[:TEXT_MAX] or "nothing filled"
+    _set(intent, status=status, reason=(reason or intent.reason)[:TEXT_MAX], filled_amount=filled, average_price=avg,
          next_slice=intent.next_slice,
-         fees_usd=fees, slippage_pct=slippage.quantize(Decimal("0.000001")) if slippage is not None else None,
+         fees_usd=fees, slippage_pct=slippage.quantize(SLIPPAGE_QUANTUM) if slippage is not None else None,
          next_action_at=None)
     _publish_intent_result(intent, orders, status, filled, avg, fees, slippage)
     log.info("intent finished", intent_key=intent.intent_key, status=status, filled=str(filled),
@@ -323,11 +314,11 @@ def _publish_intent_result(intent: ExecutionIntent, orders: list[Order], status:
         return
     last = max(orders, key=lambda o: o.slice_index) if orders else None
     if filled >= intent.amount:
-        result = "filled"
+        result = ExecutionStatus.FILLED
     elif filled > 0:
-        result = "partially_filled"
+        result = ExecutionStatus.PARTIALLY_FILLED
     else:
-        result = "rejected" if status == IntentStatus.FAILED else "cancelled"
+        result = ExecutionStatus.REJECTED if status == IntentStatus.FAILED else ExecutionStatus.CANCELLED
     publish(EventType.EXECUTION_RESULT, {
         "client_order_id": last.client_order_id if last else planning.client_order_id(intent.intent_key, 0),
         "exchange_order_id": (last.exchange_order_id or None) if last else None,
@@ -336,11 +327,11 @@ def _publish_intent_result(intent: ExecutionIntent, orders: list[Order], status:
         "average_price": avg, "filled_size_usd": (filled * (avg or ZERO)).quantize(CENT),
         "leverage": intent.leverage, "slippage_pct": float(slippage) if slippage is not None else None,
         "fee_usd": fees, "strategy": intent.strategy or intent.requested_strategy, "intent_key": intent.intent_key,
-        "intent_complete": True, "reason": (intent.reason or "")[:500],
+        "intent_complete": True, "reason": (intent.reason or "")[:SHORT_TEXT_MAX],
     }, trace_id=intent.trace_id or None)
 
 
-def _cancel_open_orders(orders: list[Order], gateway) -> None:
+def orders_cancel(orders: list[Order], gateway) -> None:
     for o in orders:
         if not o.is_open or o.status == OrderStatus.PENDING_SUBMIT and o.submit_attempts == 0:
             if o.status == OrderStatus.PENDING_SUBMIT:
@@ -378,8 +369,8 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
     emergency = intent.source == IntentSource.EMERGENCY
     if not emergency and (mode == Mode.HALTED or (mode == Mode.REDUCE_ONLY and not intent.reduce_only)
                           or mode == Mode.SHADOW):
-        _cancel_open_orders(orders, gateway)
-        return _finish(intent, IntentStatus.STOPPED, f"stopped: system mode is {mode.value}")
+        orders_cancel(orders, gateway)
+        return intent_finish(intent, IntentStatus.STOPPED, f"stopped: system mode is {mode.value}")
     # Refresh working orders (limit orders rest; a slice may have been left unknown).
     for o in orders:
         if o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN):
@@ -398,7 +389,7 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
         if stopped is not None:
             return stopped
     now = timezone.now()
-    if intent.strategy == "limit":
+    if intent.strategy == ExecutionStrategy.LIMIT:
         return _advance_limit(intent, orders, gateway, now)
     while intent.next_slice < len(intent.plan):
         item = intent.plan[intent.next_slice]
@@ -424,7 +415,7 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
         _set(intent, next_action_at=now + timedelta(seconds=1), next_slice=intent.next_slice)
         _schedule(intent, 1.0)
         return intent
-    return _finish(intent, IntentStatus.DONE, orders=orders)
+    return intent_finish(intent, IntentStatus.DONE, orders=orders)
 
 
 def _rate_full(exchange: str, policy) -> bool:
@@ -445,21 +436,22 @@ def _slippage_stop(intent: ExecutionIntent, policy, gateway) -> ExecutionIntent 
     if not more_to_come or not planning.exceeds_slippage_cap(intent.side, intent.arrival_price, avg,
                                                              policy.max_slippage_pct):
         return None
-    _cancel_open_orders(orders, gateway)
+    orders_cancel(orders, gateway)
     slip = planning.slippage_pct(intent.side, intent.arrival_price, avg)
     reason = (f"slippage {slip:.4f} % against arrival {intent.arrival_price} exceeds the cap "
               f"{policy.max_slippage_pct} %: remaining slices not sent")
-    publish(EventType.RISK_ALERT, {"severity": "warning", "rule": "max_slippage", "message": reason,
+    publish(EventType.RISK_ALERT, {"severity": Severity.WARNING, "rule": "max_slippage", "message": reason,
                                    "symbol": intent.symbol.symbol, "rejected": False,
                                    "policy_version": policy.version}, trace_id=intent.trace_id or None)
-    return _finish(intent, IntentStatus.STOPPED, reason)
+    return intent_finish(intent, IntentStatus.STOPPED, reason)
 
 
 def _place(intent: ExecutionIntent, item: dict, gateway) -> Order:
     cid = planning.client_order_id(intent.intent_key, int(item["index"]))
     fields = {"intent": intent, "slice_index": int(item["index"]), "symbol": intent.symbol, "side": intent.side,
-              "type": item.get("type", "market"), "amount": Decimal(item["amount"]),
-              "price": Decimal(item["price"]) if item.get("price") else None, "reduce_only": intent.reduce_only,
+              "type": item.get("type", OrderType.MARKET), "amount": to_decimal(item["amount"], "slice amount"),
+              "price": to_decimal_or_none(item.get("price") or None, "slice price"),
+              "reduce_only": intent.reduce_only,
               "leverage": intent.leverage, "strategy": intent.strategy, "policy_version": intent.policy_version,
               "trace_id": intent.trace_id}
     # Recorded (committed) before it is sent; the slice's deterministic id makes a second
@@ -487,7 +479,7 @@ def _advance_limit(intent: ExecutionIntent, orders: list[Order], gateway, now: d
     current = orders[-1] if orders else None
     filled = sum((o.filled for o in orders), ZERO)
     if current is None or (not current.is_open and filled >= intent.amount):
-        return _finish(intent, IntentStatus.DONE)
+        return intent_finish(intent, IntentStatus.DONE)
     item = intent.plan[-1]
     placed_at = current.created_at
     timeout = float(item.get("timeout_seconds") or DEFAULT_LIMIT_TIMEOUT_SECONDS)
@@ -497,7 +489,7 @@ def _advance_limit(intent: ExecutionIntent, orders: list[Order], gateway, now: d
         _schedule(intent, (deadline - now).total_seconds())
         return intent
     if current.is_open:
-        _cancel_open_orders([current], gateway)
+        orders_cancel([current], gateway)
         current.refresh_from_db(fields=["status", "filled"])
         if current.is_open:  # the cancel is not confirmed: never reprice beside a live order
             _set(intent, next_action_at=now + timedelta(seconds=CANCEL_RETRY_SECONDS))
@@ -508,16 +500,17 @@ def _advance_limit(intent: ExecutionIntent, orders: list[Order], gateway, now: d
     remaining = _quantize_amount(intent.amount - filled, intent.symbol)
     reprices = len(intent.plan) - 1
     if remaining <= 0:
-        return _finish(intent, IntentStatus.DONE)
+        return intent_finish(intent, IntentStatus.DONE)
     if (intent.params or {}).get("on_timeout", "reprice") != "reprice" or reprices >= MAX_REPRICES:
-        return _finish(intent, IntentStatus.DONE if filled > 0 else IntentStatus.STOPPED,
+        return intent_finish(intent, IntentStatus.DONE if filled > 0 else IntentStatus.STOPPED,
                        f"limit order timed out after {timeout:.0f}s; {remaining} left unfilled, cancelled")
     ref, _ = reference_price(intent.exchange, intent.symbol.symbol)
     if ref is None:
-        return _finish(intent, IntentStatus.STOPPED, "limit reprice: no reference price")
-    price = planning.reprice(intent.side, Decimal(item["price"]), ref, LIMIT_OFFSET_PCT, intent.symbol.tick_size)
-    new = {"index": len(intent.plan), "amount": str(remaining), "not_before": now.isoformat(), "type": "limit",
-           "price": str(price), "timeout_seconds": timeout}
+        return intent_finish(intent, IntentStatus.STOPPED, "limit reprice: no reference price")
+    price = planning.reprice(intent.side, to_decimal(item["price"], "limit price"), ref, LIMIT_OFFSET_PCT,
+                             intent.symbol.tick_size)
+    new = {"index": len(intent.plan), "amount": str(remaining), "not_before": now.isoformat(),
+           "type": OrderType.LIMIT, "price": str(price), "timeout_seconds": timeout}
     _set(intent, plan=[*intent.plan, new], next_slice=len(intent.plan) + 1)
     _place(intent, new, gateway)
     _set(intent, next_action_at=now + timedelta(seconds=timeout))
@@ -526,219 +519,13 @@ def _advance_limit(intent: ExecutionIntent, orders: list[Order], gateway, now: d
 
 
 def _schedule(intent: ExecutionIntent, delay_seconds: float) -> None:
-    """Wake the intent up after delay (the beat sweep is the fallback if this is lost)."""
-    from trading.tasks import advance_intent
-
-    transaction.on_commit(lambda: advance_intent.apply_async((intent.pk,), countdown=max(0.0, delay_seconds)))
+    intent_wake(intent.pk, delay_seconds)
 
 
-# --- sources ----------------------------------------------------------------------------------
-
-
-def _entry_model(signal: dict) -> str:
-    versions = signal.get("model_versions") or {}
-    if not versions:
-        return "ensemble"
-    return ("ensemble(" + ",".join(f"{k}:{v}" for k, v in sorted(versions.items())) + ")")[:128]
-
-
-def intent_from_rl_decision(decision_event) -> ExecutionIntent | None:
-    """signal.generated + rl.decision -> an intent (keyed by the signal's event id, so the same
-    signal sized twice still trades once). A signal against an open position closes it."""
-    from qtweb.events.models import Event
-
-    d = decision_event.payload
-    action = d.get("action")
-    size_usd = Decimal(str(d.get("final_size_usd") or "0"))
-    if action not in ("BUY", "SELL"):
-        return None
-    signal_row = (Event.objects.filter(trace_id=decision_event.trace_id, type=EventType.SIGNAL_GENERATED.value)
-                  .order_by("-timestamp").values("event_id", "payload").first())
-    if signal_row is None:
-        log.warning("rl.decision without its signal.generated: not traded", trace_id=decision_event.trace_id,
-                    symbol=d.get("symbol"))
-        return None
-    signal = signal_row["payload"]
-    side = "buy" if action == "BUY" else "sell"
-    key = f"signal:{signal_row['event_id']}"
-    exchange = exchange_id()
-    sym = Symbol.objects.filter(exchange=exchange, symbol=d["symbol"]).first()
-    position = (Position.objects.filter(exchange=exchange, symbol=sym, status=PositionStatus.OPEN).first()
-                if sym is not None else None)
-    opposite = position is not None and position.side != ("long" if side == "buy" else "short")
-    signal_price = signal.get("price")
-    common = {"key": key, "source": IntentSource.SIGNAL, "symbol": d["symbol"], "side": side,
-              "params": {"signal_price": str(signal_price)} if signal_price else {},
-              "confidence": Decimal(str(signal.get("confidence"))).quantize(Decimal("0.000001")),
-              "entry_model": _entry_model(signal), "trace_id": decision_event.trace_id}
-    if opposite:
-        if position.exit_pending:
-            return None
-        intent, _ = intent_create(**common, amount=position.amount, reduce_only=True, strategy="market",
-                                  exit_reason="signal_reversal", position=position, leverage=position.leverage,
-                                  symbol_obj=sym)
-        return intent
-    if size_usd <= 0:
-        return None
-    from risk.services.policy import policy_get
-
-    leverage = 1 if sym is None or sym.market_type == MarketType.SPOT else min(int(policy_get().max_leverage),
-                                                                                 int(settings.EXECUTION_LEVERAGE))
-    intent, _ = intent_create(**common, size_usd=size_usd.quantize(CENT), leverage=leverage, strategy="smart",
-                              symbol_obj=sym)
-    return intent
-
-
-def _manual_strategy(r: dict) -> str:
-    """A limit order runs the `limit` strategy (its price is the order's); a market order the one
-    asked for, market by default. (ExecutionRequest refuses combinations that do not fit.)"""
-    return r.get("strategy") or ("limit" if r["order_type"] == "limit" else "market")
-
-
-def intent_from_request(event) -> ExecutionIntent:
-    """execution.request (a manual order) -> an intent keyed by the operator's client id."""
-    r = event.payload
-    params = {k: r[k] for k in ("slices", "duration_seconds", "limit_timeout_seconds", "on_timeout") if r.get(k)
-              is not None}
-    intent, _ = intent_create(
-        key=f"manual:{r['client_order_id']}", source=IntentSource.MANUAL, symbol=r["symbol"], side=r["side"],
-        amount=Decimal(str(r["amount"])), leverage=int(r.get("leverage", 1)), reduce_only=bool(r.get("reduce_only")),
-        strategy=_manual_strategy(r),
-        order_type=r["order_type"], limit_price=Decimal(str(r["price"])) if r.get("price") else None,
-        params=params, stop_loss_price=Decimal(str(r["stop_loss_price"])) if r.get("stop_loss_price") else None,
-        take_profit_price=Decimal(str(r["take_profit_price"])) if r.get("take_profit_price") else None,
-        created_by=r.get("requested_by") or "operator", trace_id=event.trace_id, exit_reason="manual")
-    return intent
-
-
-def exit_intent(position: Position, *, reason: str, key_suffix: str, source: str = IntentSource.POSITION_EXIT,
-                trace_id: str | None = None) -> ExecutionIntent | None:
-    """A reduce-only market intent closing `position` (TP/SL/trailing, governor, emergency).
-
-    None while another exit of the position is in flight. Attempts are numbered under the same
-    suffix, so an exit that was refused or failed (a stale price, a throttle, an exchange error)
-    is tried again on the monitor's next run instead of waiting for the next bar."""
-    with transaction.atomic():
-        pos = Position.objects.select_for_update(of=("self",)).select_related("symbol").get(pk=position.pk)
-        if pos.status != PositionStatus.OPEN or pos.amount <= 0 or pos.exit_pending:
-            return None
-        prefix = f"exit:{pos.pk}:{key_suffix}:"
-        attempt = ExecutionIntent.objects.filter(intent_key__startswith=prefix).count()
-        intent, _ = intent_create(
-            key=f"{prefix}{attempt}", source=source, symbol=pos.symbol.symbol,
-            side="sell" if pos.side == "long" else "buy", amount=pos.amount, leverage=pos.leverage, reduce_only=True,
-            strategy="market", exit_reason=reason, position=pos, trace_id=trace_id or pos.trace_id or None,
-            created_by="position-monitor", symbol_obj=pos.symbol)
-    return intent
-
-
-def flatten_pending() -> bool:
-    from risk.models import GovernorState
-
-    return GovernorState.objects.filter(pk=1, flatten_pending=True).exists()
-
-
-def emergency_flatten_pending() -> dict | None:
-    """The beat sweep's retry of an emergency stop that did not finish (exchange errors, a crash)."""
-    from risk.models import GovernorState
-
-    state = GovernorState.objects.filter(pk=1, flatten_pending=True).first()
-    if state is None:
-        return None
-    return emergency_flatten(event_id=state.flatten_event_id, flatten=state.flatten_positions)
-
-
-def emergency_flatten(*, event_id: str, flatten: bool, trace_id: str | None = None) -> dict:
-    """Cancel every open order (ours and any the exchange holds), then close every position.
-
-    Each order and position is handled on its own (one failure does not stop the rest). Until
-    nothing is left open, the governor state keeps `flatten_pending` and the beat sweep runs
-    this again; running it twice is harmless."""
-    from risk.models import GovernorState
-
-    gateway = execution_gateway()
-    exchange = exchange_id()
-    problems: list[str] = []
-    for intent in ExecutionIntent.objects.filter(exchange=exchange, status=IntentStatus.WORKING).exclude(
-            source=IntentSource.EMERGENCY).select_related("symbol"):
-        try:
-            _finish(intent, IntentStatus.STOPPED, "stopped by the emergency stop")
-        except Exception as exc:
-            problems.append(f"intent {intent.intent_key}: {exc}")
-    open_orders = list(Order.objects.filter(exchange=exchange, status__in=[
-        OrderStatus.PENDING_SUBMIT, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED]).exclude(
-        intent__source=IntentSource.EMERGENCY).select_related("symbol", "intent"))
-    for order in open_orders:
-        try:
-            _cancel_open_orders([order], gateway)
-        except Exception as exc:
-            problems.append(f"cancel {order.client_order_id}: {exc}")
-    try:  # anything the exchange still holds (placed elsewhere, or not yet reconciled)
-        for data in gateway.fetch_open_orders():
-            if planning.is_ours(data.get("clientOrderId") or "") and Order.objects.filter(
-                    exchange=exchange, client_order_id=data.get("clientOrderId"),
-                    intent__source=IntentSource.EMERGENCY).exists():
-                continue  # our own flatten orders
-            try:
-                gateway.cancel_order(data.get("id") or "", data.get("symbol"))
-            except errors.OrderNotFound:
-                pass
-            except errors.ExchangeError as exc:
-                problems.append(f"cancel {data.get('id')}: {exc}")
-    except errors.ExchangeError as exc:
-        problems.append(f"listing open orders: {exc}")
-    closing = 0
-    if flatten:
-        for pos in Position.objects.filter(exchange=exchange, status=PositionStatus.OPEN).select_related("symbol"):
-            try:
-                intent = exit_intent(pos, reason="emergency_stop", key_suffix=f"emergency:{event_id}",
-                                     source=IntentSource.EMERGENCY, trace_id=trace_id)
-                if intent is not None:
-                    intent_process(intent.pk, intent=intent)
-                    closing += 1
-            except Exception as exc:
-                problems.append(f"close {pos.symbol.symbol}: {type(exc).__name__}: {exc}")
-    left_orders = Order.objects.filter(exchange=exchange, status__in=[
-        OrderStatus.PENDING_SUBMIT, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN]).exclude(
-        intent__source=IntentSource.EMERGENCY).count()
-    left_positions = Position.objects.filter(exchange=exchange, status=PositionStatus.OPEN).count() if flatten else 0
-    done = not problems and left_orders == 0 and left_positions == 0
-    GovernorState.objects.filter(pk=1).update(flatten_pending=not done)
-    if done:
-        log.critical("emergency flatten done", positions_closing=closing, flatten=flatten)
-    else:
-        log.error("emergency flatten incomplete; the sweep retries", open_orders=left_orders,
-                  open_positions=left_positions, problems=problems[:10])
-    return {"positions_closing": closing, "open_orders_left": left_orders, "open_positions_left": left_positions,
-            "problems": problems, "done": done}
-
-
-def _isolated(fn, arg) -> None:
-    """One intent's failure must not stop the others (the next sweep tries it again)."""
-    try:
-        fn(arg)
-    except Exception as exc:
-        log.warning("sweep item failed; retried on the next sweep", item=arg, error=f"{type(exc).__name__}: {exc}")
-
-
-def sweep() -> dict:
-    """Beat fallback: process PENDING intents whose inline processing was lost, advance WORKING
-    intents whose next action is due."""
-    now = timezone.now()
-    exchange = exchange_id()
-    pending = list(ExecutionIntent.objects.filter(
-        exchange=exchange, status=IntentStatus.PENDING, created_at__lte=now - timedelta(seconds=PENDING_GRACE_SECONDS),
-    ).values_list("pk", flat=True)[:SWEEP_BATCH])
-    due = list(ExecutionIntent.objects.filter(exchange=exchange, status=IntentStatus.WORKING,
-                                              next_action_at__lte=now).values_list("pk", flat=True)[:SWEEP_BATCH])
-    for pk in pending:
-        _isolated(intent_process, pk)
-    for pk in due:
-        _isolated(intent_advance, pk)
-    if flatten_pending():
-        _isolated(lambda _: emergency_flatten_pending(), None)
-    return {"pending": len(pending), "advanced": len(due)}
-
-
+def intent_wake(intent_id: int, delay_seconds: float = 0.0) -> None:
+    """Advance the intent after `delay_seconds`, once the current transaction commits (the beat
+    sweep is the fallback if this message is lost)."""
+    transaction.on_commit(lambda: current_app.send_task(ADVANCE_TASK, (intent_id,),
+                                                        countdown=max(0.0, delay_seconds)))
 
 
