@@ -10,11 +10,15 @@ from __future__ import annotations
 import numbers
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, localcontext
 
-__all__ = ["ZERO", "non_negative", "positive", "round_to_step", "to_decimal", "to_decimal_or_none"]
+__all__ = ["ZERO", "NotFinite", "non_negative", "positive", "round_to_step", "to_decimal", "to_decimal_or_none"]
 
 ZERO = Decimal("0")
 _ROUNDINGS = (ROUND_DOWN, ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, "ROUND_HALF_UP", "ROUND_UP",
               "ROUND_HALF_DOWN", "ROUND_05UP")
+
+
+class NotFinite(ValueError):
+    """A number, but NaN or an infinity."""
 
 
 def to_decimal(value: object, name: str = "value") -> Decimal:
@@ -35,7 +39,7 @@ def to_decimal(value: object, name: str = "value") -> Decimal:
     else:
         raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     if not d.is_finite():
-        raise ValueError(f"{name} is not a finite number (got {value!r})")
+        raise NotFinite(f"{name} is not a finite number (got {value!r})")
     return d
 
 

@@ -26,6 +26,10 @@ class PositionSide(StrEnum):
     SHORT = "short"
 
     @property
+    def opposite(self) -> PositionSide:
+        return PositionSide.SHORT if self is PositionSide.LONG else PositionSide.LONG
+
+    @property
     def entry_side(self) -> Side:
         return Side.BUY if self is PositionSide.LONG else Side.SELL
 
@@ -86,6 +90,16 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     UNKNOWN = "unknown"  # the exchange's answer was lost: reconciliation decides
+
+
+class ExchangeOrderStatus(StrEnum):
+    """An order's status as an exchange reports it (ccxt's unified values; the paper exchange
+    speaks the same)."""
+
+    OPEN = "open"
+    CLOSED = "closed"  # filled in full
+    CANCELED = "canceled"
+    REJECTED = "rejected"
 
 
 class ExecutionStatus(StrEnum):

@@ -12,6 +12,7 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.enums import Side, choices
 from risk import selectors
 from risk.domain.modes import MIN_REASON_CHARS, Mode, ModeTransitionError
 from risk.domain.policy import PolicyError
@@ -212,7 +213,7 @@ class ValidateRiskSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     size_usd = serializers.CharField()
     leverage = serializers.IntegerField(default=1)
-    side = serializers.ChoiceField(choices=["buy", "sell"], default="buy")
+    side = serializers.ChoiceField(choices=choices(Side), default=Side.BUY)
 
 
 class ValidateRiskView(APIView):
@@ -232,7 +233,7 @@ class ValidateRiskView(APIView):
             return Response({"detail": f"missing {', '.join(missing)}"}, status=400)
         try:
             result = validate_risk(symbol=body["symbol"], size_usd=body["size_usd"],
-                                   leverage=body.get("leverage", 1), side=body.get("side", "buy"))
+                                   leverage=body.get("leverage", 1), side=body.get("side", Side.BUY))
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=400)
         return Response(result)

@@ -14,6 +14,7 @@ from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.enums import OrderType, Side, choices
 from trading import selectors
 from trading.filters import ExecutionIntentFilter, OrderFilter, PositionFilter, ReconciliationRunFilter
 from trading.models import ExecutionIntent, Order, ReconciliationRun
@@ -104,8 +105,8 @@ class ManualOrderSerializer(serializers.Serializer):
 
     client_order_id = serializers.CharField(required=False)
     symbol = serializers.CharField()
-    side = serializers.ChoiceField(choices=["buy", "sell"])
-    order_type = serializers.ChoiceField(choices=["market", "limit"])
+    side = serializers.ChoiceField(choices=choices(Side))
+    order_type = serializers.ChoiceField(choices=choices(OrderType))
     amount = serializers.DecimalField(max_digits=38, decimal_places=12)
     price = serializers.DecimalField(max_digits=30, decimal_places=12, required=False, allow_null=True)
     reduce_only = serializers.BooleanField(required=False)

@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from core.enums import (
+    ExchangeOrderStatus,
+    ExecutionStrategy,
     IntentSource,
     IntentStatus,
     MarketType,
@@ -20,7 +22,8 @@ from core.enums import (
 )
 from core.limits import NAME_MAX, TEXT_MAX
 
-__all__ = ["IntentSource", "IntentStatus", "MarketType", "OrderStatus", "PositionStatus"]  # re-exported
+# re-exported
+__all__ = ["IntentSource", "IntentStatus", "MarketType", "OrderStatus", "PaperOrderStatus", "PositionStatus"]
 
 # Digits for prices and sizes: 18 before the point covers any quote amount, 12 after covers
 # the smallest tick on listed crypto markets (e.g. 1e-8 on spot, 1e-10 on some perps).
@@ -130,11 +133,7 @@ class PaperBalance(models.Model):
         return f"{self.account_id} {self.currency} free={self.free} used={self.used}"
 
 
-class PaperOrderStatus(models.TextChoices):
-    OPEN = "open", "open"
-    CLOSED = "closed", "closed (filled)"
-    CANCELED = "canceled", "canceled"
-    REJECTED = "rejected", "rejected"
+PaperOrderStatus = ExchangeOrderStatus  # the paper exchange answers like a real one
 
 
 class PaperOrder(models.Model):
@@ -151,7 +150,8 @@ class PaperOrder(models.Model):
     remaining = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
     average = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
     cost = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))
-    status = models.CharField(max_length=8, choices=PaperOrderStatus.choices, default=PaperOrderStatus.OPEN)
+    status = models.CharField(max_length=8, default=ExchangeOrderStatus.OPEN,
+                              choices=choices(ExchangeOrderStatus, {ExchangeOrderStatus.CLOSED: "closed (filled)"}))
     status_reason = models.CharField(max_length=200, blank=True, default="")
     reduce_only = models.BooleanField(default=False)
     leverage = models.PositiveSmallIntegerField(default=1)
@@ -314,9 +314,9 @@ class ExecutionIntent(models.Model):
     size_usd = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
     leverage = models.PositiveSmallIntegerField(default=1)
     reduce_only = models.BooleanField(default=False)
-    order_type = models.CharField(max_length=8, default="market")
+    order_type = models.CharField(max_length=8, default=OrderType.MARKET)
     limit_price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
-    requested_strategy = models.CharField(max_length=8, default="smart")
+    requested_strategy = models.CharField(max_length=8, default=ExecutionStrategy.SMART)
     params = models.JSONField(default=dict, blank=True,
                               help_text="strategy parameters: slices, duration_seconds, limit_timeout_seconds, ...")
     strategy = models.CharField(max_length=8, blank=True, default="", help_text="the strategy that ran")
@@ -385,7 +385,7 @@ class Order(models.Model):
     exchange_order_id = models.CharField(max_length=64, blank=True, default="")
     symbol = models.ForeignKey(Symbol, on_delete=models.PROTECT, related_name="orders")
     side = models.CharField(max_length=4, choices=choices(Side))
-    type = models.CharField(max_length=8, default="market")
+    type = models.CharField(max_length=8, default=OrderType.MARKET)
     amount = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS)
     price = models.DecimalField(max_digits=PRICE_DIGITS, decimal_places=PRICE_DECIMALS, null=True, blank=True)
     filled = models.DecimalField(max_digits=VOLUME_DIGITS, decimal_places=VOLUME_DECIMALS, default=Decimal("0"))

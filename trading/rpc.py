@@ -1,4 +1,5 @@
 """RPC commands of the exec-risk service (answered on the execution queue)."""
+from core.enums import Side
 from qtweb.queues import Service
 from qtweb.rpc import command
 from qtweb.rpc.registry import ping_reply
@@ -10,7 +11,7 @@ def ping() -> dict:
 
 
 @command(Service.EXEC_RISK, "validate_risk")
-def validate_risk(symbol: str, size_usd, leverage: int = 1, side: str = "buy") -> dict:
+def validate_risk(symbol: str, size_usd, leverage: int = 1, side: str = Side.BUY) -> dict:
     """What the risk validator would say about an entry now: approved, reason, max_allowed_size
     (a what-if: recorded nowhere, no alert)."""
     from risk.services.queries import validate_risk as query

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from decimal import ROUND_DOWN, Decimal
 
+from core.decimals import to_decimal
+
 DEFAULT_KELLY_FRACTION = 0.25
 DEFAULT_MAX_FRACTION = 0.25
 _CENTS = Decimal("0.01")
@@ -47,10 +49,7 @@ def breakeven_probability(b: float) -> float:
 
 
 def _dec(value) -> Decimal:
-    d = value if isinstance(value, Decimal) else Decimal(str(value))
-    if not d.is_finite():
-        raise ValueError(f"not a finite amount: {value!r}")
-    return d
+    return to_decimal(value, "amount")
 
 
 def final_size_usd(*, agent_fraction: float, allowed_size_usd, kelly: float, equity_usd,

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +29,15 @@ from qtweb.logging import get_logger
 from qtweb.queues import Queue
 
 log = get_logger(__name__)
+
+
+class ConsumeOutcome(StrEnum):
+    """What one delivery attempt came to (the deliver task's result and its metric label)."""
+
+    HANDLED = "handled"
+    DUPLICATE = "duplicate"  # already DONE: a redelivery, skipped
+    RETRIED = "retried"
+    FAILED = "failed"  # refused, or raised on every try: the delivery is FAILED
 
 # Deliveries per redispatch sweep: bounded so a huge backlog is sent over several sweeps
 # instead of one task holding thousands of rows in memory.
@@ -180,9 +190,9 @@ def consume(delivery_id: int, subscriber: str, wire: dict, *, worker: str) -> st
             status=DeliveryStatus.DONE, processed_at=_now(), processed_by=worker, attempts=F("attempts") + 1
         )
         if not claimed:
-            return "duplicate"
+            return ConsumeOutcome.DUPLICATE
         sub.handler(envelope)
-    return "handled"
+    return ConsumeOutcome.HANDLED
 
 
 def record_failure(delivery_id: int, error: BaseException, *, final: bool) -> None:

@@ -209,7 +209,7 @@ class ExecutionResult(Payload):
     leverage: int = Field(default=1, ge=1, le=125)
     slippage_pct: float | None = Field(default=None, allow_inf_nan=False)
     fee_usd: NonNegativeDecimal = Decimal("0")
-    strategy: str = Field(default="market", max_length=16)
+    strategy: str = Field(default=ExecutionStrategy.MARKET.value, max_length=16)
     intent_key: str = Field(default="", max_length=NAME_MAX)
     intent_complete: bool = True
     reason: str = ""

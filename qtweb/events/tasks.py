@@ -5,6 +5,7 @@ from django.conf import settings
 
 from qtweb import metrics
 from qtweb.events import bus
+from qtweb.events.bus import ConsumeOutcome
 from qtweb.events.schemas import EventValidationError
 from qtweb.logging import get_logger
 from qtweb.queues import Queue
@@ -40,19 +41,19 @@ def deliver_event(self, delivery_id: int, subscriber: str, wire: dict) -> str:
     except EventValidationError as exc:
         # A malformed envelope will not improve with retries: fail it now, with the reason.
         bus.record_failure(delivery_id, exc, final=True)
-        metrics.EVENTS_CONSUMED.labels(event_type, subscriber, "failed").inc()
+        metrics.EVENTS_CONSUMED.labels(event_type, subscriber, ConsumeOutcome.FAILED).inc()
         log.error("event refused by consumer", delivery_id=delivery_id, subscriber=subscriber, error=str(exc))
-        return "failed"
+        return ConsumeOutcome.FAILED
     except Exception as exc:
         retries_done = self.request.retries
         final = retries_done >= settings.EVENT_MAX_RETRIES
         bus.record_failure(delivery_id, exc, final=final)
         if final:
-            metrics.EVENTS_CONSUMED.labels(event_type, subscriber, "failed").inc()
+            metrics.EVENTS_CONSUMED.labels(event_type, subscriber, ConsumeOutcome.FAILED).inc()
             log.error("subscriber failed on every try; delivery marked FAILED", delivery_id=delivery_id,
                       subscriber=subscriber, attempts=retries_done + 1, error=repr(exc))
-            return "failed"
-        metrics.EVENTS_CONSUMED.labels(event_type, subscriber, "retried").inc()
+            return ConsumeOutcome.FAILED
+        metrics.EVENTS_CONSUMED.labels(event_type, subscriber, ConsumeOutcome.RETRIED).inc()
         countdown = retry_backoff_seconds(retries_done)
         log.warning("subscriber raised; retrying", delivery_id=delivery_id, subscriber=subscriber,
                     attempt=retries_done + 1, retry_in_seconds=countdown, error=repr(exc))

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
+
+from core.decimals import NotFinite, to_decimal
 
 __all__ = ["POLICY_FIELDS", "Policy", "PolicyError", "validate_policy_values"]
 
@@ -63,7 +65,7 @@ class Policy:
         for name in _DECIMAL_FIELDS:
             v = getattr(self, name)
             if not isinstance(v, Decimal) and not isinstance(v, bool) and isinstance(v, int | float | str):
-                object.__setattr__(self, name, Decimal(str(v)))
+                object.__setattr__(self, name, to_decimal(v, name))
         for name in ("symbol_allowlist", "symbol_denylist"):
             v = getattr(self, name)
             if not isinstance(v, tuple):
@@ -73,7 +75,7 @@ class Policy:
             sectors = sectors.items()
         if not isinstance(sectors, tuple) or any(not isinstance(c, Decimal) for _, c in sectors):
             object.__setattr__(self, "sector_exposure_pct", tuple(sorted(
-                (str(k), v if isinstance(v, Decimal) else Decimal(str(v))) for k, v in sectors)))
+                (str(k), to_decimal(v, f"sector_exposure_pct[{k!r}]")) for k, v in sectors)))
 
     def sector_cap_pct(self, sector: str) -> Decimal:
         """The exposure cap of `sector` in % of equity (its own cap, else the default)."""
@@ -142,20 +144,15 @@ def _dec_str(d: Decimal) -> str:
 def _parse_decimal(raw: Any) -> tuple[Decimal | None, str | None]:
     if isinstance(raw, bool):
         return None, f"must be a number, got {raw!r}"
-    if isinstance(raw, Decimal):
-        d = raw
-    elif isinstance(raw, int | float):
-        d = Decimal(str(raw))
-    elif isinstance(raw, str):
-        try:
-            d = Decimal(raw.strip())
-        except InvalidOperation:
-            return None, f"not a number: {raw!r}"
-    else:
+    if not isinstance(raw, Decimal | int | float | str):
         return None, f"must be a number, got {type(raw).__name__}"
-    if not d.is_finite():
+    try:
+        d = to_decimal(raw)
+    except NotFinite:
         return None, f"must be a finite number, got {raw!r}"
-    return Decimal(_dec_str(d)), None
+    except ValueError:
+        return None, f"not a number: {raw!r}"
+    return to_decimal(_dec_str(d)), None
 
 
 def _parse_int(raw: Any) -> tuple[int | None, str | None]:

@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
-from typing import Literal
 
+from core.decimals import to_decimal
+from core.enums import Mode, PositionSide, Side
 from risk.domain.policy import Policy
 
 __all__ = ["BLOCKING_RULES", "RULES", "Exposure", "Intent", "OpenOrder", "Rejection", "Snapshot", "Verdict",
@@ -42,20 +43,20 @@ BLOCKING_RULES: frozenset[str] = frozenset({
 _ZERO = Decimal(0)
 _HUNDRED = Decimal(100)
 _CENT = Decimal("0.01")
-_SIDES = ("buy", "sell")
-_DIRECTIONS = ("long", "short")
+_SIDES = frozenset(Side)
+_DIRECTIONS = frozenset(PositionSide)
 
 
 def _dec(v: object, what: str) -> Decimal:
     if isinstance(v, bool) or not isinstance(v, int | float | str):
         raise TypeError(f"{what} must be a Decimal, got {type(v).__name__}")
-    return Decimal(str(v))
+    return to_decimal(v, what)
 
 
 @dataclass(frozen=True)
 class Intent:
     symbol: str
-    side: Literal["buy", "sell"]
+    side: Side
     size_usd: Decimal
     leverage: int
     reduce_only: bool = False
@@ -66,7 +67,7 @@ class Intent:
 
     def __post_init__(self) -> None:
         if self.side not in _SIDES:
-            raise ValueError(f"intent side must be 'buy' or 'sell', got {self.side!r}")
+            raise ValueError(f"intent side must be one of {', '.join(Side)}, got {self.side!r}")
         if not isinstance(self.size_usd, Decimal):
             object.__setattr__(self, "size_usd", _dec(self.size_usd, "size_usd"))
         if self.confidence is not None and not isinstance(self.confidence, Decimal):
@@ -75,8 +76,8 @@ class Intent:
             object.__setattr__(self, "price", _dec(self.price, "price"))
 
     @property
-    def direction(self) -> str:
-        return "long" if self.side == "buy" else "short"
+    def direction(self) -> PositionSide:
+        return Side(self.side).opens
 
 
 @dataclass(frozen=True)
@@ -84,13 +85,13 @@ class Exposure:
     """An open position."""
 
     symbol: str
-    side: Literal["long", "short"]
+    side: PositionSide
     notional_usd: Decimal
     sector: str = ""
 
     def __post_init__(self) -> None:
         if self.side not in _DIRECTIONS:
-            raise ValueError(f"position side must be 'long' or 'short', got {self.side!r}")
+            raise ValueError(f"position side must be one of {', '.join(PositionSide)}, got {self.side!r}")
         if not isinstance(self.notional_usd, Decimal):
             object.__setattr__(self, "notional_usd", _dec(self.notional_usd, "notional_usd"))
 
@@ -100,14 +101,14 @@ class OpenOrder:
     """The unfilled remainder of an order on the exchange."""
 
     symbol: str
-    side: Literal["buy", "sell"]
+    side: Side
     notional_usd: Decimal
     reduce_only: bool
     sector: str = ""
 
     def __post_init__(self) -> None:
         if self.side not in _SIDES:
-            raise ValueError(f"order side must be 'buy' or 'sell', got {self.side!r}")
+            raise ValueError(f"order side must be one of {', '.join(Side)}, got {self.side!r}")
         if not isinstance(self.notional_usd, Decimal):
             object.__setattr__(self, "notional_usd", _dec(self.notional_usd, "notional_usd"))
 
@@ -181,8 +182,8 @@ def validate(snapshot: Snapshot) -> Verdict:
     symbol = it.symbol
     side = it.side
     entry = not it.reduce_only
-    direction = "long" if side == "buy" else "short"
-    reduced_side = "short" if side == "buy" else "long"  # the position a reduce-only order shrinks
+    direction = it.direction
+    reduced_side = direction.opposite  # the position a reduce-only order shrinks
     size = it.size_usd
     equity = s.equity_usd
     day_start = s.day_start_equity_usd
@@ -227,14 +228,14 @@ def validate(snapshot: Snapshot) -> Verdict:
     # Rules in RULES order, so reasons come out in that order.
     # mode
     mode = s.mode
-    if mode == "HALTED":
+    if mode == Mode.HALTED:
         out.append(Rejection("mode", "mode HALTED rejects every order"))
         blocked = True
-    elif mode == "REDUCE_ONLY":
+    elif mode == Mode.REDUCE_ONLY:
         if entry:
             out.append(Rejection("mode", "mode REDUCE_ONLY rejects entries (only reduce-only orders pass)"))
             blocked = True
-    elif mode != "NORMAL" and mode != "SHADOW":
+    elif mode != Mode.NORMAL and mode != Mode.SHADOW:
         out.append(Rejection("mode", f"unknown mode {mode!r} rejects every order"))
         blocked = True
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
+from core.decimals import to_decimal
+from core.enums import Side
 from qtweb.events.schemas import SYMBOL_PATTERN
 
 _SYMBOL = re.compile(SYMBOL_PATTERN)
@@ -11,15 +13,15 @@ _SYMBOL = re.compile(SYMBOL_PATTERN)
 
 def _size(value) -> Decimal:
     try:
-        size = Decimal(str(value))
-    except (InvalidOperation, ValueError):
+        size = to_decimal(value, "size_usd")
+    except ValueError:
         raise ValueError(f"size_usd must be a number, got {value!r}") from None
-    if not size.is_finite() or size <= 0:
+    if size <= 0:
         raise ValueError(f"size_usd must be a positive number, got {value!r}")
     return size
 
 
-def validate_risk(*, symbol: str, size_usd, leverage=1, side: str = "buy") -> dict:
+def validate_risk(*, symbol: str, size_usd, leverage=1, side: str = Side.BUY) -> dict:
     """{approved, reason, max_allowed_size, reasons, policy_version} for an entry of `size_usd`
     on `symbol` now. ValueError (-> RPC bad params) names a malformed argument."""
     from risk.services.validation import IntentRequest, intent_validate
@@ -35,7 +37,7 @@ def validate_risk(*, symbol: str, size_usd, leverage=1, side: str = "buy") -> di
         lev = int(leverage)
     except ValueError:
         raise ValueError(f"leverage must be a whole number, got {leverage!r}") from None
-    if side not in ("buy", "sell"):
+    if side not in set(Side):
         raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
     sym = Symbol.objects.filter(exchange=exchange_id(), symbol=symbol).first()
     if sym is None:

@@ -11,6 +11,8 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.decimals import to_decimal
+from core.enums import PositionSide, Side
 from qtweb.events import EventType
 from qtweb.events.bus import publish
 from qtweb.logging import get_logger
@@ -72,12 +74,12 @@ def day_start_equity(equity_usd: Decimal, now=None) -> Decimal:
     return selectors.day_start_equity_get(day) or equity_usd
 
 
-def _direction(side: str) -> str:
-    return "long" if side == "buy" else "short"
+def _direction(side: str) -> PositionSide:
+    return Side(side).opens
 
 
 def _fingerprint(side: str, symbol: str, size_usd: Decimal) -> str:
-    return f"{side}:{symbol}:{Decimal(size_usd).quantize(Decimal('1'))}"
+    return f"{side}:{symbol}:{to_decimal(size_usd, 'size_usd').quantize(Decimal('1'))}"
 
 
 def snapshot_build(req: IntentRequest, *, view: trading_sel.AccountView | None = None, symbol: Symbol | None = None,

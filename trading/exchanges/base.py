@@ -10,6 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from core.enums import OrderType, Side
+
 Market = dict[str, Any]
 Order = dict[str, Any]
 Trade = dict[str, Any]
@@ -19,8 +21,8 @@ Balance = dict[str, Any]
 Position = dict[str, Any]
 OHLCV = list[float]  # [timestamp_ms, open, high, low, close, volume]
 
-ORDER_TYPES = ("market", "limit")
-ORDER_SIDES = ("buy", "sell")
+ORDER_TYPES = tuple(OrderType)
+ORDER_SIDES = tuple(Side)
 
 
 class ExchangeGateway(ABC):

@@ -61,6 +61,7 @@ from urllib.parse import urlsplit
 
 import ccxt
 
+from core.enums import OrderType, PositionSide
 from trading.exchanges import errors
 from trading.exchanges.base import (
     OHLCV,
@@ -459,7 +460,7 @@ class CcxtGateway(ExchangeGateway):
         if side not in ORDER_SIDES:
             raise errors.InvalidOrder(f"unknown order side {side!r}; supported: {', '.join(ORDER_SIDES)}",
                                       exchange=self.id)
-        if type == "limit" and price is None:
+        if type == OrderType.LIMIT and price is None:
             raise errors.InvalidOrder("a limit order needs a price", exchange=self.id)
         self._market(symbol)
         params = dict(params or {})
@@ -525,7 +526,7 @@ class CcxtGateway(ExchangeGateway):
         for p in positions:
             lev = leverages.get(p.get("symbol")) if p.get("leverage") is None else None
             if lev:
-                value = lev.get("shortLeverage") if p.get("side") == "short" else lev.get("longLeverage")
+                value = lev.get("shortLeverage") if p.get("side") == PositionSide.SHORT else lev.get("longLeverage")
                 p["leverage"] = float(value) if value is not None else None
 
     def set_leverage(self, leverage: int, symbol: str) -> dict:

@@ -27,6 +27,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.decimals import to_decimal_or_none
+from core.enums import ExecutionStatus, ExecutionStrategy
 from qtweb.events import EventType
 from qtweb.events.bus import publish, publish_many
 from qtweb.logging import get_logger
@@ -89,15 +91,10 @@ _STATUS = {"open": OrderStatus.OPEN, "closed": OrderStatus.FILLED, "canceled": O
 
 
 def _dec(value) -> Decimal | None:
-    if value is None:
-        return None
     try:
-        d = Decimal(str(value))
-    except Exception:
-        raise errors.BadResponse(f"not a number in the exchange's order: {value!r}") from None
-    if not d.is_finite():
-        raise errors.BadResponse(f"not a finite number in the exchange's order: {value!r}")
-    return d
+        return to_decimal_or_none(value, "value")
+    except ValueError as exc:
+        raise errors.BadResponse(f"a bad number in the exchange's order: {exc}") from None
 
 
 STABLE_QUOTES = ("USDT", "USDC", "USD", "BUSD", "FDUSD")
@@ -207,17 +204,18 @@ def _result_event(o: Order) -> tuple:
     slippage = None
     if arrival and o.average_price and o.filled > 0:
         slippage = float(planning.slippage_pct(o.side, arrival, o.average_price))
-    status = {OrderStatus.FILLED: "filled", OrderStatus.CANCELLED: "cancelled", OrderStatus.REJECTED: "rejected",
-              OrderStatus.UNKNOWN: "unknown"}.get(o.status, "open")
-    if status == "cancelled" and o.filled > 0:
-        status = "partially_filled"
+    status = {OrderStatus.FILLED: ExecutionStatus.FILLED, OrderStatus.CANCELLED: ExecutionStatus.CANCELLED,
+              OrderStatus.REJECTED: ExecutionStatus.REJECTED,
+              OrderStatus.UNKNOWN: ExecutionStatus.UNKNOWN}.get(o.status, ExecutionStatus.OPEN)
+    if status == ExecutionStatus.CANCELLED and o.filled > 0:
+        status = ExecutionStatus.PARTIALLY_FILLED
     return (EventType.EXECUTION_RESULT, {
         "client_order_id": o.client_order_id, "exchange_order_id": o.exchange_order_id or None,
         "symbol": o.symbol.symbol, "side": o.side, "status": status, "requested_amount": o.amount,
         "filled_amount": o.filled, "average_price": o.average_price if o.filled > 0 else None,
         "filled_size_usd": (o.filled * (o.average_price or ZERO)).quantize(Decimal("0.01")),
         "leverage": o.leverage, "slippage_pct": round(slippage, 6) if slippage is not None else None,
-        "fee_usd": o.fee_usd, "strategy": o.strategy or "market",
+        "fee_usd": o.fee_usd, "strategy": o.strategy or ExecutionStrategy.MARKET,
         "intent_key": intent.intent_key if intent is not None else "", "intent_complete": False,
         "reason": o.status_reason[:500],
     })

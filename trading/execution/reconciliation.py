@@ -23,6 +23,8 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from core.decimals import to_decimal
+from core.enums import OrderType, PositionSide, Side
 from qtweb.events import EventType
 from qtweb.events.bus import publish
 from qtweb.health.status import redis_client
@@ -58,7 +60,7 @@ MISSING_ORDER_GRACE_SECONDS = 120
 
 
 def _dec(v) -> Decimal:
-    return Decimal(str(v)) if v is not None else ZERO
+    return to_decimal(v, "exchange value") if v is not None else ZERO
 
 
 def reconcile(*, reason: str = "periodic", gateway=None) -> ReconciliationRun:
@@ -174,7 +176,7 @@ def _external_orders(gateway, exchange: str, mismatches: list, actions: list) ->
                                "message": f"external order {oid} on unknown symbol {data.get('symbol')}"})
             continue
         Order.objects.create(exchange=exchange, client_order_id=cid or f"ext-{oid}"[:64], exchange_order_id=oid,
-                             symbol=sym, side=data.get("side") or "buy", type=data.get("type") or "limit",
+                             symbol=sym, side=data.get("side") or Side.BUY, type=data.get("type") or OrderType.LIMIT,
                              amount=_dec(data.get("amount")), price=_dec(data.get("price")) or None,
                              filled=_dec(data.get("filled")), average_price=_dec(data.get("average")) or None,
                              status=OrderStatus.PARTIALLY_FILLED if _dec(data.get("filled")) > 0 else OrderStatus.OPEN,
@@ -228,7 +230,7 @@ def _positions(gateway, exchange: str, mismatches: list, actions: list) -> None:
         entry = _dec(p.get("entryPrice")) or _dec(p.get("markPrice"))
         if entry <= 0:
             continue
-        Position.objects.create(exchange=exchange, symbol=sym, side=p.get("side") or "long", amount=size,
+        Position.objects.create(exchange=exchange, symbol=sym, side=p.get("side") or PositionSide.LONG, amount=size,
                                 max_amount=size, entry_price=entry, leverage=int(p.get("leverage") or 1),
                                 liquidation_price=_dec(p.get("liquidationPrice")) or None, mark_price=entry,
                                 entry_model="external", opened_at=now, trailing={"best_price": str(entry)})

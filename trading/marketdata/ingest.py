@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import numpy as np
 from django.db import connection, transaction
 
+from core.decimals import to_decimal
 from trading.marketdata import timeframes
 from trading.models import Candle, Symbol
 
@@ -99,8 +99,8 @@ def _copy_upsert(symbol_id: int, timeframe: str, arr: np.ndarray) -> None:
 def _bulk_upsert(symbol: Symbol, timeframe: str, arr: np.ndarray) -> None:
     objs = [
         Candle(symbol=symbol, timeframe=timeframe, open_time=datetime.fromtimestamp(t / 1000, tz=UTC),
-               open=Decimal(_decimal_text(o)), high=Decimal(_decimal_text(h)), low=Decimal(_decimal_text(lo)),
-               close=Decimal(_decimal_text(c)), volume=Decimal(_decimal_text(v)))
+               open=to_decimal(o, "open"), high=to_decimal(h, "high"), low=to_decimal(lo, "low"),
+               close=to_decimal(c, "close"), volume=to_decimal(v, "volume"))
         for t, o, h, lo, c, v in arr
     ]
     Candle.objects.bulk_create(

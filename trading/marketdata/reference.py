@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.cache import cache as django_cache
 
+from core.decimals import to_decimal
 from trading.marketdata import cache
 
 FEED_OK_TTL_SECONDS = 24 * 3600
@@ -56,7 +57,7 @@ def reference_price(exchange: str, symbol: str, timeframe: str | None = None) ->
     failing_since = django_cache.get(_failing_key(exchange, symbol))
     if age is not None and failing_since is not None:
         age = max(age, time.time() - float(failing_since))
-    return Decimal(repr(float(bar[4]))), age
+    return to_decimal(bar[4], "close"), age
 
 
 def latest_bar_row(exchange: str, symbol: str, timeframe: str | None = None) -> list[float] | None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Literal
 
 from core.decimals import non_negative, positive, round_to_step, to_decimal
+from core.enums import CloseReason, PositionSide
 
 __all__ = [
     "EXIT_REASONS",
@@ -31,8 +31,7 @@ __all__ = [
     "update_trailing",
 ]
 
-PositionSide = Literal["long", "short"]
-EXIT_REASONS = ("stop_loss", "take_profit", "trailing_stop")
+EXIT_REASONS = (CloseReason.STOP_LOSS, CloseReason.TAKE_PROFIT, CloseReason.TRAILING_STOP)
 HUNDRED = Decimal(100)
 DEFAULT_FALLBACK_STOP_PCT = Decimal("2")  # stop 2 % from the entry when there is no ATR
 DEFAULT_FALLBACK_TAKE_PCT = Decimal("3")  # target 3 % from the entry when there is no ATR
@@ -54,11 +53,10 @@ def _optional_positive(value: object, name: str) -> Decimal | None:
 
 
 def _sign(side: str) -> int:
-    if side == "long":
-        return 1
-    if side == "short":
-        return -1
-    raise ValueError(f"side must be 'long' or 'short', got {side!r}")
+    try:
+        return PositionSide(side).sign
+    except ValueError:
+        raise ValueError(f"side must be one of {', '.join(PositionSide)}, got {side!r}") from None
 
 
 def _round(x: Decimal, tick: Decimal | None, rounding: str) -> Decimal:

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from core.decimals import to_decimal
 from qtweb.logging import get_logger
 from trading.exchanges.account import exchange_id
 from trading.marketdata.reference import latest_bar_row
@@ -25,7 +26,7 @@ log = get_logger(__name__)
 
 
 def _d(x) -> Decimal:
-    return Decimal(repr(float(x)))
+    return to_decimal(x)
 
 
 def _refresh_liquidation_prices(positions: list[Position]) -> None:
@@ -44,7 +45,7 @@ def _refresh_liquidation_prices(positions: list[Position]) -> None:
     for pos in perps:
         liq = (theirs.get(pos.symbol.symbol) or {}).get("liquidationPrice")
         if liq:
-            value = Decimal(str(liq))
+            value = to_decimal(liq, "liquidationPrice")
             if value > 0 and value != pos.liquidation_price:
                 Position.objects.filter(pk=pos.pk).update(liquidation_price=value)
                 pos.liquidation_price = value
@@ -81,7 +82,7 @@ def _monitor_position(pos: Position, exchange: str, policy) -> int:
             # break-even covers the fees of the round trip (the entry's rate, paid twice)
             fees_pct = (p.fees_usd / entry_notional * 2 * 100) if entry_notional > 0 else Decimal("0")
             state = pm.TrailingState(stop_loss=p.stop_loss_price, take_profit=p.take_profit_price,
-                                     best_price=Decimal(str(trailing.get("best_price") or p.entry_price)),
+                                     best_price=to_decimal(trailing.get("best_price") or p.entry_price, "best_price"),
                                      break_even_done=bool(trailing.get("break_even_done")))
             new = pm.update_trailing(state, side=p.side, entry_price=p.entry_price, high=high, low=low,
                                      atr=atr(p.symbol_id), trailing_atr_multiple=policy.trailing_stop_atr_multiple,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from core.enums import PositionStatus
 from qtweb.events.schemas import SYMBOL_PATTERN
 from trading.models import Position
 
@@ -33,7 +34,7 @@ def position_status(symbol: str) -> dict:
     if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
         raise ValueError(f"symbol must be a unified symbol such as BTC/USDT:USDT, got {symbol!r}")
     qs = Position.objects.filter(exchange=exchange_id(), symbol__symbol=symbol).select_related("symbol")
-    open_ = qs.filter(status="open").first()
-    last = qs.filter(status="closed").order_by("-closed_at").first()
+    open_ = qs.filter(status=PositionStatus.OPEN).first()
+    last = qs.filter(status=PositionStatus.CLOSED).order_by("-closed_at").first()
     return {"symbol": symbol, "open": open_ is not None, "position": position_dict(open_) if open_ else None,
             "last_closed": position_dict(last) if last else None}

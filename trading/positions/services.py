@@ -64,7 +64,7 @@ def _event_payload_opened(p: Position) -> dict:
 
 def _margin(p: Position) -> Decimal:
     notional = p.max_amount * p.entry_price
-    return notional / Decimal(max(1, p.leverage))
+    return notional / max(1, p.leverage)
 
 
 def _emit(events: list | None, event_type, payload: dict, trace_id: str | None) -> None:

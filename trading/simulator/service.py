@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 from tqdm import tqdm
 
+from core.decimals import to_decimal
 from trading.exchanges.errors import BadTimeframe
 from trading.marketdata import selectors, timeframes
 from trading.marketdata.ingest import ingest
@@ -141,8 +141,8 @@ def _store_live(symbols: list[Symbol], batch: SimBatch) -> int:
     satisfy ingest's checks by construction (tested in trading/tests/test_simulator.py)."""
     objs = [
         Candle(symbol=sym, timeframe=TIMEFRAME, open_time=timeframes.to_datetime(int(t)),
-               open=Decimal(repr(float(o))), high=Decimal(repr(float(h))), low=Decimal(repr(float(lo))),
-               close=Decimal(repr(float(c))), volume=Decimal(repr(float(v))))
+               open=to_decimal(o, "open"), high=to_decimal(h, "high"), low=to_decimal(lo, "low"),
+               close=to_decimal(c, "close"), volume=to_decimal(v, "volume"))
         for sym, arr in zip(symbols, batch.bars, strict=True)
         for t, o, h, lo, c, v in arr
     ]

@@ -8,8 +8,8 @@ magnitudes, not a forecast. The data is pure; only `symbols_upsert` touches the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
+from core.decimals import to_decimal
 from trading.simulator.model import AssetSpec, SimConfig
 
 PAPER_EXCHANGE = "paper"
@@ -153,8 +153,9 @@ def symbols_upsert(*, exchange: str = PAPER_EXCHANGE) -> int:
                 defaults={
                     "base": d.base, "quote": d.quote, "settle": d.settle,
                     "market_type": MarketType.PERPETUAL if d.perpetual else MarketType.SPOT,
-                    "sector": d.sector, "tick_size": Decimal(d.tick_size), "lot_size": Decimal(d.lot_size),
-                    "min_notional": Decimal(d.min_notional), "active": True,
+                    "sector": d.sector, "tick_size": to_decimal(d.tick_size, "tick_size"),
+                    "lot_size": to_decimal(d.lot_size, "lot_size"),
+                    "min_notional": to_decimal(d.min_notional, "min_notional"), "active": True,
                 },
             )
     return len(DEMO_UNIVERSE)

@@ -21,6 +21,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
+from core.enums import OrderType
 from trading.exchanges.base import (
     OHLCV,
     Balance,
@@ -196,7 +197,7 @@ class PaperGateway(ExchangeGateway):
         if unknown:
             raise InvalidOrder(f"unsupported order params: {', '.join(sorted(unknown))}", exchange=self.id)
         tif = params.get("timeInForce")
-        if tif is not None and tif != ("IOC" if type == "market" else "GTC"):
+        if tif is not None and tif != ("IOC" if type == OrderType.MARKET else "GTC"):
             raise InvalidOrder(f"timeInForce {tif!r} is not supported for {type} orders on {self.id}",
                                exchange=self.id)
         sym = self._symbol(symbol)

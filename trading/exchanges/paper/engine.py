@@ -88,11 +88,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Context, Decimal
 from typing import NamedTuple
 
 from core.decimals import round_to_step
 from core.decimals import to_decimal as core_decimal
+from core.enums import OrderType, PositionSide, Side
 from trading.exchanges.errors import InsufficientFunds, InvalidOrder
 
 EXCHANGE_ID = "paper"
@@ -104,9 +105,9 @@ QUANTUM = Decimal("1e-12")
 # Quantizing needs headroom beyond the default 28 digits for large volumes.
 _WIDE = Context(prec=60)
 
-BUY, SELL = "buy", "sell"
-MARKET, LIMIT = "market", "limit"
-LONG, SHORT = "long", "short"
+BUY, SELL = Side.BUY, Side.SELL
+MARKET, LIMIT = OrderType.MARKET, OrderType.LIMIT
+LONG, SHORT = PositionSide.LONG, PositionSide.SHORT
 MAKER, TAKER = "maker", "taker"
 
 EIGHT_HOURS_MS = 8 * 3600 * 1000
@@ -165,7 +166,7 @@ class FillConfig:
                      "min_half_spread", "spread_volatility_factor", "max_slippage"):
             value = getattr(self, name)
             if not isinstance(value, Decimal):
-                object.__setattr__(self, name, value := Decimal(str(value)))
+                object.__setattr__(self, name, value := core_decimal(value, f"FillConfig.{name}"))
             if value < 0:
                 raise ValueError(f"FillConfig.{name} must be >= 0, got {value}")
         if not ZERO < self.participation_rate <= ONE:
@@ -284,7 +285,7 @@ def is_multiple(value: Decimal, step: Decimal) -> bool:
 
 
 def _stat(x: float) -> Decimal:
-    return Decimal(f"{x:.12g}") if math.isfinite(x) else ZERO
+    return core_decimal(f"{x:.12g}") if math.isfinite(x) else ZERO
 
 
 # --- market statistics -------------------------------------------------------------------
@@ -389,10 +390,10 @@ def check_reduce_only(market: MarketSpec, req: OrderRequest, position: PositionS
 
 def check_leverage(leverage: object, config: FillConfig) -> int:
     try:
-        d = Decimal(str(leverage))
-    except InvalidOperation:
-        d = Decimal("NaN")
-    if isinstance(leverage, bool) or not d.is_finite() or d != d.to_integral_value():
+        d = core_decimal(leverage, "leverage")
+    except ValueError:
+        d = None
+    if d is None or d != d.to_integral_value():
         raise InvalidOrder(f"leverage {leverage!r} is not a whole number", exchange=EXCHANGE_ID)
     lev = int(d)
     if not 1 <= lev <= config.max_leverage:

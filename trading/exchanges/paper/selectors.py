@@ -1,11 +1,10 @@
 """Reads for the paper exchange: markets, market conditions, configuration."""
 from __future__ import annotations
 
-from decimal import Decimal
-
 import numpy as np
 from django.conf import settings
 
+from core.decimals import to_decimal
 from trading.exchanges.errors import BadSymbol, ExchangeNotAvailable
 from trading.exchanges.paper import engine
 from trading.marketdata import selectors as md
@@ -21,7 +20,7 @@ def default_config() -> engine.FillConfig:
     for key, value in list(overrides.items()):
         if isinstance(value, float | str) and key.endswith(("_rate", "_coefficient", "_spread", "_factor",
                                                               "_slippage")):
-            overrides[key] = Decimal(str(value))
+            overrides[key] = to_decimal(value, f"PAPER_EXCHANGE[{key!r}]")
     return engine.FillConfig(**overrides)
 
 

@@ -22,12 +22,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from core.decimals import to_decimal
 from trading.exchanges import errors
 from trading.exchanges.factory import get_gateway
 from trading.marketdata import timeframes
@@ -51,8 +52,8 @@ def parse_utc(value: str, option: str) -> datetime:
 
 def _decimal(value, what: str, symbol: str) -> Decimal:
     try:
-        d = Decimal(repr(float(value)))
-    except (TypeError, ValueError, InvalidOperation):
+        d = to_decimal(value, what)
+    except ValueError:
         raise CommandError(f"{symbol}: the exchange gives no usable {what} ({value!r})") from None
     return d
 
