@@ -62,6 +62,13 @@ class AccountView:
     balance: dict
 
 
+def execution_exchange() -> str:
+    """The id of the exchange this deployment trades on (the account's exchange)."""
+    from trading.exchanges.account import exchange_id
+
+    return exchange_id()
+
+
 def account_view(gateway=None) -> AccountView:
     """Read the execution account (one balance call to the exchange, the rest from our rows)."""
     from trading.exchanges.account import exchange_id, execution_gateway

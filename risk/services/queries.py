@@ -25,8 +25,8 @@ def validate_risk(*, symbol: str, size_usd, leverage=1, side: str = Side.BUY) ->
     """{approved, reason, max_allowed_size, reasons, policy_version} for an entry of `size_usd`
     on `symbol` now. ValueError (-> RPC bad params) names a malformed argument."""
     from risk.services.validation import IntentRequest, intent_validate
-    from trading.exchanges.account import exchange_id
     from trading.models import Symbol
+    from trading.selectors import execution_exchange as exchange_id
 
     if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
         raise ValueError(f"symbol must be a unified symbol such as BTC/USDT:USDT, got {symbol!r}")
