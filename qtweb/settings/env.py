@@ -51,6 +51,7 @@ env = environ.Env(
     ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS=(float, 180.0),
     SIM_SPEED_FACTOR=(float, 1.0),
     SIM_SEED=(int, 42),
+    SIM_ALPHA=(float, 0.3),
     FEED_POLL_SECONDS=(float, 5.0),
     EXCHANGE_SANDBOX=(bool, False),
     EXCHANGE_BASE_URL=(str, ""),

@@ -21,6 +21,21 @@ Per 5m bar and symbol the log return is
 
 A spot symbol can `track` a perpetual: same latent price plus a small mean-reverting basis.
 
+**The planted effect (`alpha`, setting SIM_ALPHA; 0 by default, the demo market uses
+DEMO_SIM_ALPHA).** On top of the stylized facts, a causal time-series momentum: every primary
+symbol's bar gets the drift
+
+    alpha * sd_t * m_{t-1},    m = EMA (span `alpha_span_bars`, 12) of the diffusive shocks z,
+                               scaled to unit variance
+
+so a symbol whose last hour of shocks was one standard deviation up drifts up by `alpha`
+standard deviations of a bar, per bar, until the shocks fade from the average. Units: `alpha`
+is the next bar's expected return in units of that bar's own volatility, per standard
+deviation of the trailing shock average. It reads only shocks of bars already closed (no
+look-ahead), it is bounded (it feeds on the shocks, not on its own drift), and at 0 the market
+is exactly the one without it (same draws, same arrays). It is planted: a model that finds
+an edge here finds this, and says nothing about a real market.
+
 Reproducibility: random numbers are drawn per block of `BLOCK_BARS` bars from a generator
 seeded with (seed, block index), never from one running stream. So the path depends only on
 the seed, the config and the bar index: generating 150 bars in one call, or 100 and then 50
@@ -40,7 +55,7 @@ FUNDING_INTERVAL_MS = 8 * HOUR_MS  # Binance USDⓈ-M: 00:00, 08:00, 16:00 UTC
 # Random numbers come in blocks of one day of bars: large enough that numpy's per-call overhead
 # vanishes, small enough that advancing by one bar costs ~1 ms.
 BLOCK_BARS = BARS_PER_DAY
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2 added the planted effect's momentum average (absent in 1: zeros)
 
 TRENDING, MEAN_REVERTING, HIGH_VOL = 0, 1, 2
 REGIMES = ("trending", "mean_reverting", "high_vol")
@@ -103,6 +118,8 @@ class SimConfig:
     basis_sd: float = 0.0004  # stationary sd of the spot-perp log basis
     intrabar_steps: int = 12
     max_bar_return: float = 0.5
+    alpha: float = 0.0  # strength of the planted momentum (module docstring): 0 = none
+    alpha_span_bars: int = 12  # EMA span of the shock average the planted momentum follows
 
 
 @dataclass
@@ -151,6 +168,7 @@ class _State:
     trend_drift: np.ndarray  # per-bar drift while trending, primaries
     vol_u: np.ndarray  # persistent log-volume component, all symbols
     basis: np.ndarray  # spot-perp log basis, tracked symbols
+    momentum: np.ndarray | None = None  # EMA of diffusive shocks (planted effect), primaries
     regime: int = MEAN_REVERTING
     forced_until: int | None = None  # regime held by an injection until this bar (-1: for ever)
     injected_vol: float = 1.0
@@ -181,6 +199,10 @@ class MarketSimulator:
             raise ValueError(f"start_time_ms {config.start_time_ms} is not aligned to 5m")
         if config.t_df <= 4:
             raise ValueError("t_df must be > 4 (kurtosis of the innovations must be finite)")
+        if not (math.isfinite(config.alpha) and 0.0 <= config.alpha <= 1.0):
+            raise ValueError(f"alpha (SIM_ALPHA) must be a number from 0 to 1, got {config.alpha!r}")
+        if config.alpha_span_bars < 1:
+            raise ValueError(f"alpha_span_bars must be >= 1, got {config.alpha_span_bars}")
         self.config = config
         self.seed = int(seed)
         assets = config.assets
@@ -244,6 +266,9 @@ class MarketSimulator:
         self._kappa_lr = math.log(2.0) / (config.long_run_half_life_days * BARS_PER_DAY)
         self._anchor_lambda = 2.0 / (config.anchor_span_bars + 1.0)
         self._trend_lambda = 2.0 / (FUNDING_INTERVAL_MS // BAR_MS + 1.0)
+        self._momentum_lambda = 2.0 / (config.alpha_span_bars + 1.0)
+        # An EMA with weight lam of unit-variance shocks has variance lam / (2 - lam).
+        self._momentum_scale = 1.0 / math.sqrt(self._momentum_lambda / (2.0 - self._momentum_lambda))
         self._perp_pos = np.array([k for k, a in enumerate(prim) if a.perpetual], dtype=np.intp)
         self._perp_symbols = tuple(a.symbol for a in prim if a.perpetual)
 
@@ -258,6 +283,7 @@ class MarketSimulator:
         self._state = _State(
             next_bar=0, logp=self._logp0.copy(), h=np.ones(n_p), z2=np.ones(n_p), anchor=self._logp0.copy(),
             trend_ema=np.zeros(n_p), trend_drift=np.zeros(n_p), vol_u=np.zeros(n_all), basis=np.zeros(n_t),
+            momentum=np.zeros(n_p),
         )
         self._block_cache: tuple[int, dict[str, np.ndarray]] | None = None
 
@@ -310,6 +336,7 @@ class MarketSimulator:
             "version": STATE_VERSION,
             "seed": self.seed,
             "start_time_ms": self.config.start_time_ms,
+            "alpha": self.config.alpha,
             "symbols": list(self.symbols),
             "next_bar": s.next_bar,
             "logp": s.logp.tolist(),
@@ -320,6 +347,7 @@ class MarketSimulator:
             "trend_drift": s.trend_drift.tolist(),
             "vol_u": s.vol_u.tolist(),
             "basis": s.basis.tolist(),
+            "momentum": s.momentum.tolist(),
             "regime": s.regime,
             "forced_until": s.forced_until,
             "injected_vol": s.injected_vol,
@@ -330,12 +358,15 @@ class MarketSimulator:
 
     @classmethod
     def from_state(cls, config: SimConfig, state: dict) -> MarketSimulator:
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"simulator state version {state.get('version')!r} is not {STATE_VERSION}")
+        if state.get("version") not in (1, STATE_VERSION):
+            raise ValueError(f"simulator state version {state.get('version')!r} is not 1 or {STATE_VERSION}")
         if list(state["symbols"]) != [a.symbol for a in config.assets]:
             raise ValueError("simulator state was saved for a different universe; reseed (seed_market --force)")
         if int(state["start_time_ms"]) != config.start_time_ms:
             raise ValueError(f"simulator state starts at {state['start_time_ms']}, config at {config.start_time_ms}")
+        if float(state.get("alpha", 0.0)) != config.alpha:
+            raise ValueError(f"simulator state was generated with alpha {state.get('alpha', 0.0)}, config has "
+                             f"{config.alpha}: one market keeps its planted strength (reseed to change it)")
         sim = cls(config, int(state["seed"]))
         arr = {k: np.asarray(state[k], dtype=float) for k in
                ("logp", "h", "z2", "anchor", "trend_ema", "trend_drift", "vol_u", "basis")}
@@ -343,7 +374,8 @@ class MarketSimulator:
             next_bar=int(state["next_bar"]), regime=int(state["regime"]),
             forced_until=state["forced_until"], injected_vol=float(state["injected_vol"]),
             injected_drift_per_bar=float(state["injected_drift_per_bar"]), injected_until=state["injected_until"],
-            schedule=[_Injection(**d) for d in state["schedule"]], **arr,
+            schedule=[_Injection(**d) for d in state["schedule"]],
+            momentum=np.asarray(state.get("momentum") or np.zeros(len(arr["logp"])), dtype=float), **arr,
         )
         return sim
 
@@ -446,6 +478,8 @@ class MarketSimulator:
         bars_per_funding = FUNDING_INTERVAL_MS // BAR_MS
         logp, h, z2, anchor = s.logp, s.h, s.z2, s.anchor
         trend_ema, vol_u, basis = s.trend_ema, s.vol_u, s.basis
+        momentum, planted = s.momentum, cfg.alpha * self._momentum_scale
+        lam_m = self._momentum_lambda
         regime_cum, regime_vol = self._regime_cum, self._regime_vol
         for t in range(n):
             bar = bar0 + t
@@ -475,6 +509,9 @@ class MarketSimulator:
             act = regime_vol[s.regime] * s.injected_vol
             sd = (sd_base * (season[t] * act)) * np.sqrt(h)
             ret = sd * z[t] + (s.injected_drift_per_bar - kappa_lr * (logp - logp0))
+            if planted:  # the planted momentum: shocks of closed bars only (momentum is up to t-1)
+                ret += planted * sd * momentum
+            momentum = momentum + lam_m * (z[t] - momentum)
             if s.regime == TRENDING:
                 ret += s.trend_drift
             elif s.regime == MEAN_REVERTING:
@@ -503,6 +540,7 @@ class MarketSimulator:
         prev_logp = s.logp
         prev_basis = s.basis
         s.logp, s.h, s.z2, s.anchor, s.trend_ema, s.vol_u, s.basis = logp, h, z2, anchor, trend_ema, vol_u, basis
+        s.momentum = momentum
         s.next_bar = bar0 + n
 
         # --- vectorized output: every symbol's latent path, OHLC from intrabar bridges, volume ---

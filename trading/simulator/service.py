@@ -118,7 +118,8 @@ def _reclock(clock: dict, wall_ms: int, speed: float) -> dict:
 
 def _load(state: dict) -> MarketSimulator:
     model = state["model"]
-    return MarketSimulator.from_state(demo_config(int(model["start_time_ms"])), model)
+    return MarketSimulator.from_state(demo_config(int(model["start_time_ms"]), alpha=float(model.get("alpha", 0.0))),
+                                      model)
 
 
 def _symbols(sim: MarketSimulator) -> list[Symbol]:
@@ -165,11 +166,13 @@ def _merge_funding(kept: dict, batch: SimBatch) -> dict:
 
 def seed_history(*, days: int = DEFAULT_HISTORY_DAYS, seed: int = DEFAULT_SEED, force: bool = False,
                  name: str = SIMULATOR_NAME, now_ms: int | None = None, speed_factor: float | None = None,
-                 show_progress: bool = False) -> SeedResult:
+                 show_progress: bool = False, alpha: float | None = None) -> SeedResult:
     """Create the demo universe's Symbol rows and `days` of 5m history ending at the last bar
     closed by now (the wall clock), and store the simulator's state. Does nothing when this
     simulator already has history, unless `force` (which replaces the 5m candles of the demo
-    symbols and the state). All in one transaction: a failed seed leaves nothing behind."""
+    symbols and the state). All in one transaction: a failed seed leaves nothing behind.
+    `alpha`: the planted effect's strength (trading/simulator/model.py), default SIM_ALPHA; the
+    market keeps it for as long as it is advanced."""
     if days < 1:
         raise ValueError("days must be >= 1")
     t0 = time.perf_counter()
@@ -183,7 +186,8 @@ def seed_history(*, days: int = DEFAULT_HISTORY_DAYS, seed: int = DEFAULT_SEED, 
     end = timeframes.floor_ms(wall, TIMEFRAME)  # the last bar closes at `end` <= now
     n_bars = days * BARS_PER_DAY
     start = end - n_bars * BAR_MS
-    sim = MarketSimulator(demo_config(start), seed)
+    alpha = float(settings.SIM_ALPHA if alpha is None else alpha)
+    sim = MarketSimulator(demo_config(start, alpha=alpha), seed)
     with transaction.atomic():
         symbols_upsert(exchange=PAPER_EXCHANGE)
         symbols = _symbols(sim)

@@ -8,6 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
+from django.conf import settings
 from scipy import stats
 
 from trading.simulator.model import BAR_MS, BARS_PER_DAY, FUNDING_INTERVAL_MS, REGIMES, MarketSimulator
@@ -212,6 +213,63 @@ def test_state_round_trip_continues_the_same_path(config, first):
     np.testing.assert_array_equal(tail.regime, expected.regime[first:])
 
 
+def _bars_sha256(batch) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(batch.bars).tobytes()).hexdigest()
+
+
+def test_alpha_zero_is_the_market_without_the_planted_effect():
+    """Bit for bit the arrays the simulator generated before the effect existed (recorded from
+    that code, 9f8c982): at 0 nothing is added and no random number is drawn differently."""
+    sim = MarketSimulator(demo_config(1_700_000_100_000 - 1_700_000_100_000 % BAR_MS), 7)
+    assert _bars_sha256(sim.generate(600)) == "c1c9f494bf16db9aee777ef9c009671bde391933e4581ecac8aa91cb346dd52d"
+
+
+def _momentum_correlation(alpha: float, seed: int = 7, days: int = 30) -> float:
+    """Mean over symbols of corr(last hour's log return, next hour's): what the effect plants."""
+    b = MarketSimulator(demo_config(START_MS, alpha=alpha), seed).generate(days * BARS_PER_DAY)
+    corrs = []
+    for i in range(len(b.symbols)):
+        c = np.log(b.bars[i][:, 4])
+        corrs.append(np.corrcoef(c[12:-12] - c[:-24], c[24:] - c[12:-12])[0, 1])
+    return float(np.mean(corrs))
+
+
+def test_the_planted_momentum_shows_in_hourly_returns_with_its_strength():
+    off, demo, strong = (_momentum_correlation(a) for a in (0.0, 0.3, 0.6))
+    assert abs(off) < 0.05  # today's market: no hour-to-hour momentum
+    assert 0.12 < demo < 0.3  # the demo's strength
+    assert strong > demo + 0.03  # monotone in alpha
+
+
+def test_the_planted_effect_reads_only_closed_bars_and_survives_a_state_round_trip():
+    config = demo_config(START_MS, alpha=0.3)
+    whole = MarketSimulator(config, 5).generate(400)
+    part = MarketSimulator(config, 5)
+    head = part.generate(250)
+    restored = MarketSimulator.from_state(config, json.loads(json.dumps(part.state_dict())))
+    np.testing.assert_array_equal(np.concatenate([head.bars, restored.generate(150).bars], axis=1), whole.bars)
+    # the effect moves a bar only through the shocks before it: the first bar is alpha-free
+    np.testing.assert_array_equal(MarketSimulator(demo_config(START_MS), 5).generate(1).bars, whole.bars[:, :1])
+    with pytest.raises(ValueError, match="generated with alpha 0.3"):
+        MarketSimulator.from_state(demo_config(START_MS), part.state_dict())
+
+
+def test_a_state_saved_before_the_effect_still_loads():
+    config = demo_config(START_MS)
+    sim = MarketSimulator(config, 3)
+    sim.generate(10)
+    old = {k: v for k, v in sim.state_dict().items() if k not in ("momentum", "alpha")} | {"version": 1}
+    np.testing.assert_array_equal(MarketSimulator.from_state(config, old).generate(5).bars, sim.generate(5).bars)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan")])
+def test_a_bad_alpha_is_refused_with_its_name(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        MarketSimulator(demo_config(START_MS, alpha=alpha), 1)
+
+
 def test_injected_regime_switch_raises_volatility_by_the_multiplier(config):
     """A permanent break at day 10 with vol x3, against the same seed with the same regime forced
     and no multiplier: identical before, ~3x the realized volatility after."""
@@ -283,8 +341,8 @@ def test_seed_history_stores_the_universe_and_the_models_bars_once():
     assert res.last_open_time_ms == START_MS - BAR_MS  # the last closed bar: 23:55-00:00
     assert res.last_open_time_ms + BAR_MS <= NOW_MS
 
-    # the stored bars are the model's, exactly
-    sim = MarketSimulator(demo_config(START_MS - DAY_MS), SEED)
+    # the stored bars are the model's, exactly (with the planted strength the setting gives)
+    sim = MarketSimulator(demo_config(START_MS - DAY_MS, alpha=settings.SIM_ALPHA), SEED)
     expected = sim.generate(BARS_PER_DAY).ohlcv["ETH/USDT:USDT"]
     stored = np.array([[float(x) for x in row] for row in Candle.objects.filter(
         symbol__symbol="ETH/USDT:USDT", symbol__exchange="paper").order_by("open_time")
@@ -324,7 +382,8 @@ def test_advance_never_produces_future_bars_and_is_idempotent():
 
     # through the database's JSON the path continued exactly: the stored candles are those of
     # generating the whole day + 24 bars in one go
-    expected = MarketSimulator(demo_config(START_MS - DAY_MS), SEED).generate(BARS_PER_DAY + 24)
+    expected = MarketSimulator(demo_config(START_MS - DAY_MS, alpha=settings.SIM_ALPHA), SEED).generate(
+        BARS_PER_DAY + 24)
     for symbol in ("SOL/USDT:USDT", "1000PEPE/USDT:USDT", "BTC/USDT"):
         stored = np.array([[float(x) for x in row] for row in Candle.objects.filter(
             symbol__symbol=symbol, symbol__exchange="paper").order_by("open_time")
@@ -363,7 +422,8 @@ def test_advance_for_feed_returns_new_bars_or_the_coarser_bars_they_complete():
     assert {len(rows) for rows in five.values()} == {6} and len(five) == len(DEMO_UNIVERSE)
     assert service.advance_for_feed(timeframe="1h", now_ms=START_MS + 59 * 60_000, speed_factor=1.0) == {}
     hourly = service.advance_for_feed(timeframe="1h", now_ms=START_MS + 61 * 60_000, speed_factor=1.0)
-    expected = MarketSimulator(demo_config(START_MS - DAY_MS), SEED).generate(BARS_PER_DAY + 12).ohlcv
+    expected = MarketSimulator(demo_config(START_MS - DAY_MS, alpha=settings.SIM_ALPHA), SEED).generate(
+        BARS_PER_DAY + 12).ohlcv
     assert set(hourly) == set(expected)
     for symbol, rows in hourly.items():
         np.testing.assert_array_equal(rows, resample(expected[symbol][-12:], "5m", "1h"))

@@ -1,4 +1,4 @@
-"""manage.py seed_market [--days 60] [--seed 42] [--force]: the simulated market's history."""
+"""manage.py seed_market [--days 60] [--seed 42] [--alpha 0.3] [--force]: the simulated market's history."""
 from django.core.management.base import BaseCommand, CommandError
 
 from trading.simulator import service
@@ -11,11 +11,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, default=service.DEFAULT_HISTORY_DAYS)
         parser.add_argument("--seed", type=int, default=None, help="default: SIM_SEED (42)")
+        parser.add_argument("--alpha", type=float, default=None,
+                            help="strength of the planted momentum effect, 0 to 1 (default: SIM_ALPHA; 0: none)")
         parser.add_argument("--force", action="store_true", help="replace existing simulated history and state")
         parser.add_argument("--name", default=service.SIMULATOR_NAME, help="simulator name (default: default)")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, days, seed, force, name, no_progress, **options):
+    def handle(self, *args, days, seed, alpha, force, name, no_progress, **options):
         if days < 1:
             raise CommandError("--days must be at least 1")
         if seed is None:
@@ -24,7 +26,9 @@ class Command(BaseCommand):
             seed = settings.SIM_SEED
         if seed < 0:
             raise CommandError("--seed must be >= 0")
-        result = service.seed_history(days=days, seed=seed, force=force, name=name,
+        if alpha is not None and not 0 <= alpha <= 1:
+            raise CommandError(f"--alpha must be from 0 to 1, got {alpha}")
+        result = service.seed_history(days=days, seed=seed, force=force, name=name, alpha=alpha,
                                       show_progress=not no_progress and options.get("verbosity", 1) > 0)
         if not result.created:
             self.stdout.write(f"simulator {name!r} already has history (last bar "
