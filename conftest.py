@@ -19,6 +19,23 @@ def _forget_process_memos():
 
 
 @pytest.fixture
+def clean_cache():
+    """The app's cache keys (the risk policy and mode, the account snapshot, sizing memos) live
+    in Redis, which outlives each test's database and each test run: a test that goes through
+    those services asks for this, so it neither sees nor leaves another test's values.
+
+    Not autouse: pure tests should not need Redis."""
+    from risk.services.policy import policy_invalidate
+    from tests.support.execution import clear_app_cache
+
+    clear_app_cache()
+    policy_invalidate()
+    yield
+    clear_app_cache()
+    policy_invalidate()
+
+
+@pytest.fixture
 def redis_conn(settings):
     import redis
 

@@ -168,12 +168,12 @@ def engine() -> InferenceEngine:
 
 
 def infer(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None = None,
-          min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> InferenceResult:
+          min_confidence: float = DEFAULT_MIN_CONFIDENCE, sectors: dict[str, str] | None = None) -> InferenceResult:
     from ai.features.dataset import latest_rows
 
     eng = eng or engine()
     eng.refresh()
-    rows = latest_rows(bars_by_symbol)
+    rows = latest_rows(bars_by_symbol, sectors=sectors)
     result = InferenceResult(skipped=dict(rows.skipped))
     for sym, reason in rows.skipped.items():
         log.info("no signal for symbol", symbol=sym, reason=reason)
@@ -194,7 +194,7 @@ def infer(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None 
 def run_inference(*, exchange: str | None = None, timeframe: str | None = None, symbols: list[str] | None = None,
                   publish: bool = True) -> InferenceResult:
     from ai.features.compute import INFERENCE_BARS
-    from ai.features.dataset import bars_from_db
+    from ai.features.dataset import bars_from_db, sectors_from_db
 
     exchange = exchange or settings.MARKET_EXCHANGE
     timeframe = timeframe or settings.UNIVERSE_TIMEFRAME
@@ -202,7 +202,7 @@ def run_inference(*, exchange: str | None = None, timeframe: str | None = None, 
         log.warning("system HALTED: inference publishes no signals")
         return InferenceResult()
     bars = bars_from_db(exchange, timeframe, symbols, INFERENCE_BARS)
-    result = infer(bars)
+    result = infer(bars, sectors=sectors_from_db(exchange, list(bars)))
     if publish:
         _publish(result, timeframe)
     return result
@@ -258,8 +258,8 @@ def get_signal(symbol: str) -> dict:
             "predictions": sig.predictions, "dropped_models": result.dropped_models, "bar_open_time_ms": sig.t_ms}
 
 
-def historical_probabilities(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None = None
-                             ) -> dict[str, np.ndarray]:
+def historical_probabilities(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None = None,
+                             sectors: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """The serving ensemble's P(up) at every bar of each series (0.5 where a bar has no clean
     feature row yet, i.e. the warm-up). Used to train the RL sizer on what the models said."""
     from ai.features.compute import DEFAULT_LOOKBACK, DEFAULT_PARAMS, compute_universe_features, min_history_bars
@@ -269,7 +269,7 @@ def historical_probabilities(bars_by_symbol: dict[str, np.ndarray], *, eng: Infe
     eng.refresh()
     if not eng.serving:
         raise ValueError("no champion serves: nothing to compute probabilities with")
-    names, features = compute_universe_features(bars_by_symbol, DEFAULT_PARAMS)
+    names, features = compute_universe_features(bars_by_symbol, DEFAULT_PARAMS, sectors)
     cols = [names.index(c) for c in DEFAULT_PARAMS.seq_channels]
     need = min_history_bars(DEFAULT_LOOKBACK, DEFAULT_PARAMS)
     weights = eng.weights()

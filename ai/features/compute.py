@@ -25,7 +25,11 @@ Across the universe (`compute_universe_features`), at each timestamp, among the 
 have a bar there and a finite value:
 - cs_rank_ret_12, cs_rank_rvol_48: percentile rank in [0, 1] (ties averaged; 0.5 alone);
 - mkt_ret_1: the market factor, equal-weighted mean 1-bar log return; mkt_ret_12: its sum
-  over the last 12 timestamps.
+  over the last 12 timestamps;
+- sector_peer_ret_12: the mean, over the symbol's sector peers (the other symbols of its
+  sector with a finite value at that timestamp), of their ret_12 net of the market
+  (ret_12 - mkt_ret_12). It sees news that moved the sector without the symbol; 0 for a symbol
+  without peers (or when no sectors are given), NaN while its peers have no ret_12 yet.
 
 Recursive features (EMA, Wilder) remember their start forever in principle; they are NaN for
 the first `recursive_warmup_bars` rows, by when the seed's weight is below 0.1 %, and at
@@ -42,7 +46,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.signal import lfilter
 
-FEATURE_VERSION = "1"
+FEATURE_VERSION = "2"  # 2 added sector_peer_ret_12
 
 # Sequence window of the sequence models (N-HiTS, PatchTST): 64 bars of 5m = 5h20 of context.
 DEFAULT_LOOKBACK = 64
@@ -144,7 +148,7 @@ def symbol_feature_names(params: FeatureParams = DEFAULT_PARAMS) -> list[str]:
 def universe_feature_names(params: FeatureParams = DEFAULT_PARAMS) -> list[str]:
     p = params
     return [f"cs_rank_ret_{p.cs_rank_return_horizon}", f"cs_rank_rvol_{p.cs_rank_volatility_window}",
-            "mkt_ret_1", f"mkt_ret_{p.market_sum_bars}"]
+            "mkt_ret_1", f"mkt_ret_{p.market_sum_bars}", f"sector_peer_ret_{p.cs_rank_return_horizon}"]
 
 
 def feature_names(params: FeatureParams = DEFAULT_PARAMS) -> list[str]:
@@ -171,6 +175,7 @@ def first_valid_rows(params: FeatureParams = DEFAULT_PARAMS) -> dict[str, int]:
         f"cs_rank_rvol_{p.cs_rank_volatility_window}": first[f"rvol_{p.cs_rank_volatility_window}"],
         "mkt_ret_1": 1,
         f"mkt_ret_{p.market_sum_bars}": p.market_sum_bars,
+        f"sector_peer_ret_{p.cs_rank_return_horizon}": max(p.cs_rank_return_horizon, p.market_sum_bars),
     })
     return first
 
@@ -425,10 +430,34 @@ def _percentile_rank(panel: np.ndarray) -> np.ndarray:
     return np.where(finite, pct, np.nan)
 
 
-def compute_universe_features(bars_by_symbol: Mapping[Hashable, np.ndarray], params: FeatureParams = DEFAULT_PARAMS
+def _sector_peer_mean(excess: np.ndarray, sector_of: list[str | None]) -> np.ndarray:
+    """Per (timestamp, symbol): the mean of the finite values of the symbol's sector peers at
+    that timestamp; 0 without peers; NaN when the peers exist but none is finite yet. Summed
+    peer by peer in a fixed order, so a row depends on its own timestamp only."""
+    n_rows, n_cols = excess.shape
+    out = np.zeros((n_rows, n_cols))
+    finite = np.isfinite(excess)
+    values = np.where(finite, excess, 0.0)
+    for s in range(n_cols):
+        mates = [j for j in range(n_cols) if j != s and sector_of[s] is not None and sector_of[j] == sector_of[s]]
+        if not mates:
+            continue
+        total, count = np.zeros(n_rows), np.zeros(n_rows)
+        for j in mates:
+            total += values[:, j]
+            count += finite[:, j]
+        with np.errstate(all="ignore"):
+            out[:, s] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return out
+
+
+def compute_universe_features(bars_by_symbol: Mapping[Hashable, np.ndarray], params: FeatureParams = DEFAULT_PARAMS,
+                              sectors: Mapping[Hashable, str] | None = None
                               ) -> tuple[list[str], dict[Hashable, np.ndarray]]:
     """(names, {symbol: matrix float64 (n_bars of that symbol, n_features)}): the per-symbol
     features followed by the cross-sectional ones, each row aligned with the symbol's own bars.
+    `sectors` ({symbol: sector}) groups the symbols for sector_peer_ret_12; a symbol missing
+    from it has no peers.
 
     Timestamps are the union of all symbols' open times; at each, the symbols with a bar there
     form the cross-section. mkt_ret_12 sums over the last 12 timestamps of that union."""
@@ -467,6 +496,8 @@ def compute_universe_features(bars_by_symbol: Mapping[Hashable, np.ndarray], par
     with np.errstate(all="ignore"):
         market = np.where(have > 0, total / np.maximum(have, 1), np.nan)
     market_sum = _window_sum(market[:, None], p.market_sum_bars)[:, 0]
+    peer = _sector_peer_mean(panel({k: v[:, i_ret] for k, v in per_symbol.items()}) - market_sum[:, None],
+                             [(sectors or {}).get(k) for k in keys])
 
     out = {}
     for s, k in enumerate(keys):
@@ -474,6 +505,7 @@ def compute_universe_features(bars_by_symbol: Mapping[Hashable, np.ndarray], par
         n_sym = per_symbol[k].shape[1]
         row = np.empty((len(pos), len(names)))
         row[:, :n_sym] = per_symbol[k]
-        row[:, n_sym:] = np.column_stack([rank_ret[pos, s], rank_vol[pos, s], market[pos], market_sum[pos]])
+        row[:, n_sym:] = np.column_stack([rank_ret[pos, s], rank_vol[pos, s], market[pos], market_sum[pos],
+                                          peer[pos, s]])
         out[k] = row
     return names, out

@@ -136,7 +136,8 @@ def _bar_ms(arrays: Mapping[Hashable, np.ndarray]) -> int:
 
 def build_dataset(bars_by_symbol: Mapping[Hashable, np.ndarray], *, horizon: int = DEFAULT_HORIZON_BARS,
                   lookback: int = DEFAULT_LOOKBACK, band: float = DEFAULT_BAND,
-                  params: FeatureParams = DEFAULT_PARAMS, sample_every: int = 1) -> Dataset:
+                  params: FeatureParams = DEFAULT_PARAMS, sample_every: int = 1,
+                  sectors: Mapping[Hashable, str] | None = None) -> Dataset:
     """All labelled samples of every symbol with enough clean history (see the module doc).
     `sample_every` = k keeps one bar in k: those whose open time // bar length is a multiple of
     k (the same timestamps for every symbol)."""
@@ -145,7 +146,7 @@ def build_dataset(bars_by_symbol: Mapping[Hashable, np.ndarray], *, horizon: int
     arrays = {str(k): as_bars(b) for k, b in bars_by_symbol.items()}
     if len(arrays) != len(bars_by_symbol):
         raise ValueError("symbol keys must stay distinct as strings")
-    names, features = compute_universe_features(arrays, params)
+    names, features = compute_universe_features(arrays, params, _str_keys(sectors))
     channel_cols = [names.index(c) for c in params.seq_channels]
     need = min_history_bars(lookback, params)
     tab_first = max(first_valid_rows(params).values())
@@ -206,13 +207,17 @@ def build_dataset(bars_by_symbol: Mapping[Hashable, np.ndarray], *, horizon: int
     )
 
 
+def _str_keys(sectors: Mapping[Hashable, str] | None) -> dict[str, str] | None:
+    return None if sectors is None else {str(k): v for k, v in sectors.items()}
+
+
 def latest_rows(bars_by_symbol: Mapping[Hashable, np.ndarray], lookback: int = DEFAULT_LOOKBACK,
-                params: FeatureParams = DEFAULT_PARAMS) -> LatestRows:
+                params: FeatureParams = DEFAULT_PARAMS, sectors: Mapping[Hashable, str] | None = None) -> LatestRows:
     """Per symbol, the feature row and sequence window at its LAST bar, for inference; or, in
     `skipped`, why there is none: too little history, a NaN/infinite value (named), or a last
     bar older than the universe's latest. Pass about `INFERENCE_BARS` bars per symbol."""
     arrays = {str(k): as_bars(b) for k, b in bars_by_symbol.items()}
-    names, features = compute_universe_features(arrays, params)
+    names, features = compute_universe_features(arrays, params, _str_keys(sectors))
     channel_cols = [names.index(c) for c in params.seq_channels]
     skipped = {str(k): v for k, v in insufficient_history(arrays, lookback=lookback, params=params).items()}
     latest = max((int(a[-1, 0]) for a in arrays.values() if len(a)), default=None)
@@ -266,7 +271,19 @@ def bars_from_db(exchange: str = "paper", timeframe: str = "5m", symbols: list[s
     return {s.symbol: raw[s.pk] for s in rows}
 
 
+def sectors_from_db(exchange: str = "paper", symbols: list[str] | None = None) -> dict[str, str]:
+    """{unified symbol: sector} of `exchange`'s symbols (those named, or all); '' is no sector."""
+    from trading.models import Symbol
+
+    qs = Symbol.objects.filter(exchange=exchange)
+    if symbols is not None:
+        qs = qs.filter(symbol__in=symbols)
+    return {sym: sector for sym, sector in qs.values_list("symbol", "sector") if sector}
+
+
 def dataset_from_db(exchange: str = "paper", timeframe: str = "5m", symbols: list[str] | None = None,
                     n_bars: int | None = None, **build_kwargs) -> Dataset:
-    """`build_dataset` over the stored candles (keyword arguments go to build_dataset)."""
-    return build_dataset(bars_from_db(exchange, timeframe, symbols, n_bars), **build_kwargs)
+    """`build_dataset` over the stored candles and the symbols' sectors (keyword arguments go
+    to build_dataset)."""
+    bars = bars_from_db(exchange, timeframe, symbols, n_bars)
+    return build_dataset(bars, sectors=sectors_from_db(exchange, list(bars)), **build_kwargs)

@@ -207,7 +207,7 @@ def record_experience(event: EventEnvelope) -> bool:
 def retrain(*, timesteps: int | None = None, seed: int = 0, bars: int = 2000, timeframe: str = "5m") -> dict:
     """Train a new PPO version on the paper market's stored candles and save it (the newest
     loadable version serves). Publishes learning.event retrain_completed (or _failed)."""
-    from ai.features.dataset import bars_from_db
+    from ai.features.dataset import bars_from_db, sectors_from_db
     from ai.inference import historical_probabilities
     from ai.sizing.env import SizingEnv
 
@@ -216,7 +216,7 @@ def retrain(*, timesteps: int | None = None, seed: int = 0, bars: int = 2000, ti
         series = {s: b for s, b in bars_from_db("paper", timeframe, None, bars).items() if len(b)}
         try:
             # The state's probability is what the serving ensemble said at each bar.
-            probs = historical_probabilities(series)
+            probs = historical_probabilities(series, sectors=sectors_from_db("paper", list(series)))
             env = SizingEnv(list(series.values()), probabilities=[probs[s] for s in series])
             probability_source = "ensemble"
         except ValueError:  # no champion yet: the env's momentum stand-in

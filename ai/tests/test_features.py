@@ -158,8 +158,10 @@ def test_universe_feature_rows_at_t_ignore_every_later_bar(specs, mutations, dat
     grid = np.unique(np.concatenate([b[:, 0] for b in universe.values()]))
     cut = float(grid[data.draw(st.integers(0, len(grid) - 1), label="cut index")])
     changed = {k: mutate_after(b, cut, m) for (k, b), m in zip(universe.items(), mutations, strict=False)}
-    _, before = compute_universe_features(universe)
-    _, after = compute_universe_features(changed)
+    # two sectors, so sector_peer_ret_12 has peers to read (and must not read their future)
+    sectors = {k: ("a" if i % 2 else "b") for i, k in enumerate(universe)}
+    _, before = compute_universe_features(universe, sectors=sectors)
+    _, after = compute_universe_features(changed, sectors=sectors)
     for key, bars in universe.items():
         rows = int((bars[:, 0] <= cut).sum())
         assert np.array_equal(before[key][:rows], after[key][:rows], equal_nan=True), key
@@ -180,10 +182,25 @@ def test_a_symbol_computed_in_a_batch_equals_the_symbol_alone():
 
 
 def test_universe_property_is_not_vacuous():
-    """With long enough series the rows the property compares are complete, not all NaN."""
+    """With long enough series the rows the property compares are complete, not all NaN, and
+    the sector feature is not the constant a symbol without peers gets."""
     universe = {f"S{i}/USDT": make_bars(240, i) for i in range(3)}
-    _, feats = compute_universe_features(universe)
+    names, feats = compute_universe_features(universe, sectors=dict.fromkeys(universe, "a"))
     assert all(np.isfinite(m[MIN_BARS:]).all() for m in feats.values())
+    peer = names.index("sector_peer_ret_12")
+    assert all(np.std(m[MIN_BARS:, peer]) > 0 for m in feats.values())
+
+
+def test_sector_peer_return_is_the_peers_mean_return_net_of_the_market():
+    universe = {f"S{i}/USDT": make_bars(200, 30 + i) for i in range(4)}
+    sectors = {"S0/USDT": "a", "S1/USDT": "a", "S2/USDT": "a", "S3/USDT": "b"}
+    names, feats = compute_universe_features(universe, sectors=sectors)
+    ret12, mkt12, peer = (names.index(n) for n in ("ret_12", "mkt_ret_12", "sector_peer_ret_12"))
+    excess = {k: m[:, ret12] - m[:, mkt12] for k, m in feats.items()}
+    np.testing.assert_allclose(feats["S0/USDT"][50:, peer], (excess["S1/USDT"][50:] + excess["S2/USDT"][50:]) / 2)
+    assert (feats["S3/USDT"][:, peer] == 0).all()  # alone in its sector: no peers, 0
+    _, without = compute_universe_features(universe)
+    assert all((m[:, peer] == 0).all() for m in without.values())  # no sectors given: no peers
 
 
 # --- each indicator against a direct computation -----------------------------------------------
@@ -374,7 +391,7 @@ def test_hash_changes_with_any_parameter(change):
 def test_hash_is_stable_and_follows_version_and_names():
     h = feature_set_hash()
     assert len(h) == 64 and h == feature_set_hash(FeatureParams())
-    assert feature_set_hash(version="2") != h
+    assert feature_set_hash(version="1") != h  # the version before sector_peer_ret_12
     assert feature_set_hash(names=list(reversed(NAMES))) != h  # order matters
     assert feature_set_hash(names=NAMES[:-1]) != h
 

@@ -162,7 +162,7 @@ def test_kelly_only_fallback_is_flagged():
 
 
 @pytest.fixture
-def no_agents(settings, tmp_path):
+def no_agents(settings, tmp_path, clean_cache):
     settings.MODEL_ARTIFACTS_DIR = str(tmp_path / "models")
     agent_mod._cache.clear()
 
@@ -250,6 +250,7 @@ def test_retrain_on_the_paper_market_then_size_signal_uses_the_agent(no_agents):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("clean_cache")
 def test_a_trade_signal_is_sized_by_the_subscriber_and_hold_is_not():
     from ai.subscribers import size_trade_signal
     from qtweb.events.bus import publish as bus_publish

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_risk_cache")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clean_cache")]
 
 POLICY_ADD = "/admin/risk/riskpolicy/add/"
 MODE_ADD = "/admin/risk/modechange/add/"

@@ -21,20 +21,24 @@ Per 5m bar and symbol the log return is
 
 A spot symbol can `track` a perpetual: same latent price plus a small mean-reverting basis.
 
-**The planted effect (`alpha`, setting SIM_ALPHA; 0 by default, the demo market uses
-DEMO_SIM_ALPHA).** On top of the stylized facts, a causal time-series momentum: every primary
-symbol's bar gets the drift
+**The planted effect (`alpha`, setting SIM_ALPHA).** On top of the stylized facts, a causal
+lead-lag inside each sector: news that moved a symbol's sector peers reaches the symbol about
+an hour later. Each primary symbol's bar gets the drift
 
-    alpha * sd_t * m_{t-1},    m = EMA (span `alpha_span_bars`, 12) of the diffusive shocks z,
-                               scaled to unit variance
+    alpha * sd_t * d_{t-1},    d = EMA (span `alpha_span_bars`, 12 bars) of the mean
+                               idiosyncratic shock e of the symbol's sector peers (itself
+                               excluded), scaled to unit variance
 
-so a symbol whose last hour of shocks was one standard deviation up drifts up by `alpha`
-standard deviations of a bar, per bar, until the shocks fade from the average. Units: `alpha`
-is the next bar's expected return in units of that bar's own volatility, per standard
-deviation of the trailing shock average. It reads only shocks of bars already closed (no
-look-ahead), it is bounded (it feeds on the shocks, not on its own drift), and at 0 the market
-is exactly the one without it (same draws, same arrays). It is planted: a model that finds
-an edge here finds this, and says nothing about a real market.
+so when a symbol's peers moved one standard deviation up on their own news over the last hour,
+the symbol drifts up by `alpha` standard deviations of its own bar, per bar, until that fades.
+Units: `alpha` is the next bar's expected return in units of that bar's volatility, per
+standard deviation of the peers' recent idiosyncratic shocks. Only a symbol's *peers* feed
+it, and only their idiosyncratic part, so the symbol's own past returns carry it only as the
+echo of the drift already caused (a momentum rule sees a weaker version); the feature
+`sector_peer_ret_12` (peers' last-hour return net of the market) sees it directly. It reads only bars already closed, it is
+bounded (it feeds on shocks, not on its own drift), and at 0 the market is exactly the one
+without it (same draws, same arrays). It is planted: a model that finds an edge here finds
+this, and that says nothing about a real market.
 
 Reproducibility: random numbers are drawn per block of `BLOCK_BARS` bars from a generator
 seeded with (seed, block index), never from one running stream. So the path depends only on
@@ -55,7 +59,7 @@ FUNDING_INTERVAL_MS = 8 * HOUR_MS  # Binance USDⓈ-M: 00:00, 08:00, 16:00 UTC
 # Random numbers come in blocks of one day of bars: large enough that numpy's per-call overhead
 # vanishes, small enough that advancing by one bar costs ~1 ms.
 BLOCK_BARS = BARS_PER_DAY
-STATE_VERSION = 2  # 2 added the planted effect's momentum average (absent in 1: zeros)
+STATE_VERSION = 2  # 2 added the planted effect's state (absent in 1: zeros)
 
 TRENDING, MEAN_REVERTING, HIGH_VOL = 0, 1, 2
 REGIMES = ("trending", "mean_reverting", "high_vol")
@@ -118,8 +122,8 @@ class SimConfig:
     basis_sd: float = 0.0004  # stationary sd of the spot-perp log basis
     intrabar_steps: int = 12
     max_bar_return: float = 0.5
-    alpha: float = 0.0  # strength of the planted momentum (module docstring): 0 = none
-    alpha_span_bars: int = 12  # EMA span of the shock average the planted momentum follows
+    alpha: float = 0.0  # strength of the planted sector lead-lag (module docstring): 0 = none
+    alpha_span_bars: int = 12  # EMA span of the peers' shocks the planted effect follows
 
 
 @dataclass
@@ -168,7 +172,7 @@ class _State:
     trend_drift: np.ndarray  # per-bar drift while trending, primaries
     vol_u: np.ndarray  # persistent log-volume component, all symbols
     basis: np.ndarray  # spot-perp log basis, tracked symbols
-    momentum: np.ndarray | None = None  # EMA of diffusive shocks (planted effect), primaries
+    diffusion: np.ndarray | None = None  # EMA of the peers' idiosyncratic shocks (planted effect)
     regime: int = MEAN_REVERTING
     forced_until: int | None = None  # regime held by an injection until this bar (-1: for ever)
     injected_vol: float = 1.0
@@ -234,6 +238,18 @@ class MarketSimulator:
         self._w_m = np.sqrt([a.market_r2 for a in prim])
         self._w_s = np.sqrt([a.sector_r2 for a in prim])
         self._w_e = np.sqrt([1.0 - a.market_r2 - a.sector_r2 for a in prim])
+        # The planted lead-lag: row i averages the idiosyncratic shocks of i's sector peers,
+        # scaled so that the average of k-1 unit shocks has unit variance.
+        peers = np.zeros((len(prim), len(prim)))
+        for i, si in enumerate(self._sector_of):
+            mates = [j for j, sj in enumerate(self._sector_of) if sj == si and j != i]
+            if mates:
+                peers[i, mates] = 1.0 / math.sqrt(len(mates))
+        self._peers = peers
+        lam = 2.0 / (config.alpha_span_bars + 1.0)
+        self._diffusion_lambda = lam
+        # an EMA with weight lam of unit-variance shocks has variance lam / (2 - lam)
+        self._diffusion_scale = 1.0 / math.sqrt(lam / (2.0 - lam))
         # market sensitivity relative to the average symbol: scales market jumps and trend drift
         self._beta = self._w_m / self._w_m.mean() if self._w_m.mean() > 0 else np.ones_like(self._w_m)
         daily_vol = np.array([a.daily_vol for a in prim])
@@ -266,9 +282,6 @@ class MarketSimulator:
         self._kappa_lr = math.log(2.0) / (config.long_run_half_life_days * BARS_PER_DAY)
         self._anchor_lambda = 2.0 / (config.anchor_span_bars + 1.0)
         self._trend_lambda = 2.0 / (FUNDING_INTERVAL_MS // BAR_MS + 1.0)
-        self._momentum_lambda = 2.0 / (config.alpha_span_bars + 1.0)
-        # An EMA with weight lam of unit-variance shocks has variance lam / (2 - lam).
-        self._momentum_scale = 1.0 / math.sqrt(self._momentum_lambda / (2.0 - self._momentum_lambda))
         self._perp_pos = np.array([k for k, a in enumerate(prim) if a.perpetual], dtype=np.intp)
         self._perp_symbols = tuple(a.symbol for a in prim if a.perpetual)
 
@@ -283,7 +296,7 @@ class MarketSimulator:
         self._state = _State(
             next_bar=0, logp=self._logp0.copy(), h=np.ones(n_p), z2=np.ones(n_p), anchor=self._logp0.copy(),
             trend_ema=np.zeros(n_p), trend_drift=np.zeros(n_p), vol_u=np.zeros(n_all), basis=np.zeros(n_t),
-            momentum=np.zeros(n_p),
+            diffusion=np.zeros(n_p),
         )
         self._block_cache: tuple[int, dict[str, np.ndarray]] | None = None
 
@@ -347,7 +360,7 @@ class MarketSimulator:
             "trend_drift": s.trend_drift.tolist(),
             "vol_u": s.vol_u.tolist(),
             "basis": s.basis.tolist(),
-            "momentum": s.momentum.tolist(),
+            "diffusion": s.diffusion.tolist(),
             "regime": s.regime,
             "forced_until": s.forced_until,
             "injected_vol": s.injected_vol,
@@ -375,7 +388,7 @@ class MarketSimulator:
             forced_until=state["forced_until"], injected_vol=float(state["injected_vol"]),
             injected_drift_per_bar=float(state["injected_drift_per_bar"]), injected_until=state["injected_until"],
             schedule=[_Injection(**d) for d in state["schedule"]],
-            momentum=np.asarray(state.get("momentum") or np.zeros(len(arr["logp"])), dtype=float), **arr,
+            diffusion=np.asarray(state.get("diffusion") or np.zeros(len(arr["logp"])), dtype=float), **arr,
         )
         return sim
 
@@ -478,8 +491,9 @@ class MarketSimulator:
         bars_per_funding = FUNDING_INTERVAL_MS // BAR_MS
         logp, h, z2, anchor = s.logp, s.h, s.z2, s.anchor
         trend_ema, vol_u, basis = s.trend_ema, s.vol_u, s.basis
-        momentum, planted = s.momentum, cfg.alpha * self._momentum_scale
-        lam_m = self._momentum_lambda
+        diffusion, planted = s.diffusion, cfg.alpha * self._diffusion_scale
+        lam_d = self._diffusion_lambda
+        peer_shock = d["e"][sl] @ self._peers.T if planted else None  # (n, n_p): peers' mean shock
         regime_cum, regime_vol = self._regime_cum, self._regime_vol
         for t in range(n):
             bar = bar0 + t
@@ -509,9 +523,9 @@ class MarketSimulator:
             act = regime_vol[s.regime] * s.injected_vol
             sd = (sd_base * (season[t] * act)) * np.sqrt(h)
             ret = sd * z[t] + (s.injected_drift_per_bar - kappa_lr * (logp - logp0))
-            if planted:  # the planted momentum: shocks of closed bars only (momentum is up to t-1)
-                ret += planted * sd * momentum
-            momentum = momentum + lam_m * (z[t] - momentum)
+            if planted:  # the planted lead-lag: peers' shocks of closed bars only (diffusion is up to t-1)
+                ret += planted * sd * diffusion
+                diffusion = diffusion + lam_d * (peer_shock[t] - diffusion)
             if s.regime == TRENDING:
                 ret += s.trend_drift
             elif s.regime == MEAN_REVERTING:
@@ -540,7 +554,7 @@ class MarketSimulator:
         prev_logp = s.logp
         prev_basis = s.basis
         s.logp, s.h, s.z2, s.anchor, s.trend_ema, s.vol_u, s.basis = logp, h, z2, anchor, trend_ema, vol_u, basis
-        s.momentum = momentum
+        s.diffusion = diffusion
         s.next_bar = bar0 + n
 
         # --- vectorized output: every symbol's latent path, OHLC from intrabar bridges, volume ---

@@ -226,21 +226,36 @@ def test_alpha_zero_is_the_market_without_the_planted_effect():
     assert _bars_sha256(sim.generate(600)) == "c1c9f494bf16db9aee777ef9c009671bde391933e4581ecac8aa91cb346dd52d"
 
 
-def _momentum_correlation(alpha: float, seed: int = 7, days: int = 30) -> float:
-    """Mean over symbols of corr(last hour's log return, next hour's): what the effect plants."""
-    b = MarketSimulator(demo_config(START_MS, alpha=alpha), seed).generate(days * BARS_PER_DAY)
-    corrs = []
-    for i in range(len(b.symbols)):
-        c = np.log(b.bars[i][:, 4])
-        corrs.append(np.corrcoef(c[12:-12] - c[:-24], c[24:] - c[12:-12])[0, 1])
-    return float(np.mean(corrs))
+def _planted_correlations(alpha: float, seed: int = 7, days: int = 30) -> tuple[float, float]:
+    """(peers, own): mean over the perpetuals of corr(x, next hour's log return) where x is the
+    mean last-hour return of the symbol's sector peers net of the market (what the effect
+    plants), or the symbol's own last-hour return (what a momentum rule sees)."""
+    config = demo_config(START_MS, alpha=alpha)
+    b = MarketSimulator(config, seed).generate(days * BARS_PER_DAY)
+    perps = [i for i, a in enumerate(config.assets) if a.perpetual]
+    logc = np.log(b.bars[perps, :, 4])  # (symbols, bars)
+    past = logc[:, 12:-12] - logc[:, :-24]
+    fut = logc[:, 24:] - logc[:, 12:-12]
+    excess = past - past.mean(axis=0)
+    sectors = np.array([config.assets[i].sector for i in perps])
+    peer_corr, own_corr = [], []
+    for k in range(len(perps)):
+        mates = (sectors == sectors[k]) & (np.arange(len(perps)) != k)
+        if mates.any():
+            peer_corr.append(np.corrcoef(excess[mates].mean(axis=0), fut[k])[0, 1])
+        own_corr.append(np.corrcoef(past[k], fut[k])[0, 1])
+    return float(np.mean(peer_corr)), float(np.mean(own_corr))
 
 
-def test_the_planted_momentum_shows_in_hourly_returns_with_its_strength():
-    off, demo, strong = (_momentum_correlation(a) for a in (0.0, 0.3, 0.6))
-    assert abs(off) < 0.05  # today's market: no hour-to-hour momentum
-    assert 0.12 < demo < 0.3  # the demo's strength
-    assert strong > demo + 0.03  # monotone in alpha
+def test_the_planted_lead_lag_shows_in_the_peers_returns_more_than_in_the_own():
+    off_peer, off_own = _planted_correlations(0.0)
+    demo_peer, demo_own = _planted_correlations(0.3)
+    strong_peer, _ = _planted_correlations(0.6)
+    assert abs(off_peer) < 0.04 and abs(off_own) < 0.05  # nothing to learn at 0
+    assert demo_peer > 0.12  # the demo's strength: the peers' last hour predicts the next
+    # the symbol's own returns carry only the echo of the drift the peers already caused
+    assert demo_peer > demo_own + 0.05
+    assert strong_peer > demo_peer + 0.03  # monotone in alpha
 
 
 def test_the_planted_effect_reads_only_closed_bars_and_survives_a_state_round_trip():
