@@ -35,9 +35,9 @@ Units: `alpha` is the next bar's expected return in units of that bar's volatili
 standard deviation of the peers' recent idiosyncratic shocks. Only a symbol's *peers* feed
 it, and only their idiosyncratic part, so the symbol's own past returns carry it only as the
 echo of the drift already caused (a momentum rule sees a weaker version); the feature
-`sector_peer_ret_12` (peers' last-hour return net of the market) sees it directly. It reads only bars already closed, it is
-bounded (it feeds on shocks, not on its own drift), and at 0 the market is exactly the one
-without it (same draws, same arrays). It is planted: a model that finds an edge here finds
+`sector_peer_ret_12` (peers' last-hour return net of the market) sees it directly. It reads
+only bars already closed, it is bounded (it feeds on shocks, not on its own drift), and at 0
+the market is exactly the one without it (same draws, same arrays). It is planted: a model that finds an edge here finds
 this, and that says nothing about a real market.
 
 Reproducibility: random numbers are drawn per block of `BLOCK_BARS` bars from a generator
