@@ -29,6 +29,16 @@ Baselines, on the same decision grid and costs: buy-and-hold (every symbol long,
 weight: positions carried within a test window, so only entry and exit are paid), momentum
 (sign of the 12-bar return known at the decision bar, feature `ret_12`), random (seeded coin
 flip long/short).
+
+Intervals (`significance`). Every strategy trades the same decision periods, so each has one
+net return per period. A circular block bootstrap (blocks of about n^(1/3) periods, which keeps
+the volatility clustering of neighbouring periods) gives a 95 % interval of the ensemble's mean
+net return per period (its excess return over holding cash) and of its mean excess over each
+baseline (paired by period). An edge after costs is claimed only when the ensemble's interval
+lies above zero; `beats_beyond_noise` says per baseline whether the excess interval does. The
+accuracy is tested against the majority-class rate with a one-sided binomial test. On a null
+market (the simulator at SIM_ALPHA 0) the same pipeline must claim nothing: an edge there is a
+leak (ai/tests/test_evaluation.py checks both sides).
 """
 from __future__ import annotations
 
@@ -136,6 +146,7 @@ def _trading_summary(times, period_ret, period_turnover, hits, n_trades, periods
     peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))
     drawdown = 1.0 - np.concatenate([[1.0], equity]) / peak
     return {
+        "period_returns": [float(x) for x in period_ret],
         "total_return": float(equity[-1] - 1.0) if len(equity) else 0.0,
         "sharpe": sharpe,
         "max_drawdown": float(drawdown.max()),
@@ -145,6 +156,56 @@ def _trading_summary(times, period_ret, period_turnover, hits, n_trades, periods
         "n_periods": len(period_ret),
         "equity": {"t_ms": [int(x) for x in times], "equity": [float(x) for x in equity]},
     }
+
+
+# --- intervals ---------------------------------------------------------------------------------
+
+
+def bootstrap_mean_interval(x, *, n_boot: int = 2000, level: float = 0.95, block: int | None = None,
+                            seed: int = 0) -> dict[str, Any]:
+    """{mean, lo, hi, n, block}: a circular block bootstrap interval of the mean of `x`."""
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        return {"mean": float(x.mean()) if n else None, "lo": None, "hi": None, "n": n, "block": None}
+    block = block or max(1, round(n ** (1 / 3)))
+    rng = np.random.default_rng(seed)
+    n_blocks = -(-n // block)
+    starts = rng.integers(0, n, size=(n_boot, n_blocks))
+    idx = (starts[:, :, None] + np.arange(block)).reshape(n_boot, -1)[:, :n] % n
+    means = x[idx].mean(axis=1)
+    tail = (1 - level) / 2
+    return {"mean": float(x.mean()), "lo": float(np.quantile(means, tail)), "hi": float(np.quantile(means, 1 - tail)),
+            "n": n, "block": int(block)}
+
+
+def accuracy_test(accuracy: float | None, majority: float | None, n: int) -> dict[str, Any]:
+    """One-sided binomial test of `accuracy` > `majority` on n labels."""
+    from scipy.stats import binomtest
+
+    if accuracy is None or majority is None or n == 0:
+        return {"accuracy": accuracy, "majority": majority, "n": n, "p_value": None, "above_majority": False}
+    k = round(accuracy * n)
+    p = float(binomtest(k, n, min(max(majority, 1e-9), 1 - 1e-9), alternative="greater").pvalue)
+    return {"accuracy": accuracy, "majority": majority, "n": n, "p_value": p, "above_majority": p < 0.05}
+
+
+def significance(ensemble: Mapping[str, Any], baselines: Mapping[str, Any], cls: Mapping[str, Any], *,
+                 seed: int = 0) -> dict[str, Any]:
+    """The ensemble's net return interval, its excess over each baseline, its accuracy test, and
+    whether that is an edge after costs (the net return interval above zero)."""
+    ens = np.asarray(ensemble["period_returns"])
+    net = bootstrap_mean_interval(ens, seed=seed)
+    excess = {}
+    for name, b in baselines.items():
+        other = np.asarray(b["trading"]["period_returns"])
+        excess[name] = bootstrap_mean_interval(ens - other, seed=seed) if len(other) == len(ens) else None
+    acc = accuracy_test(cls.get("accuracy"), cls.get("majority_accuracy"), int(cls.get("n") or 0))
+    def above(iv) -> bool:
+        return iv is not None and iv["lo"] is not None and iv["lo"] > 0
+
+    return {"net_return_per_period": net, "excess_per_period": excess, "accuracy": acc,
+            "beats_beyond_noise": {name: above(iv) for name, iv in excess.items()}, "edge": above(net)}
 
 
 # --- classification metrics --------------------------------------------------------------------
@@ -335,7 +396,9 @@ def evaluate(ds, config: EvaluationConfig, progress: ProgressFn | None = None) -
         "models": {m: results[m] for m in models},
         "ensemble": results[ENSEMBLE],
         "baselines": baselines,
-        "verdict": verdict(results, baselines),
+        "significance": (sig := significance(results[ENSEMBLE]["trading"], baselines,
+                                             results[ENSEMBLE]["classification"], seed=config.seed)),
+        "verdict": verdict(results, baselines, sig),
     }
 
 
@@ -345,8 +408,10 @@ def decision_grid_by_window(t_ms: np.ndarray, test_parts: list[np.ndarray], hori
     return np.concatenate(grids) if grids else np.empty(0, np.int64)
 
 
-def verdict(results: Mapping[str, Any], baselines: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain statements: does the ensemble beat each baseline (net total return, Sharpe)?"""
+def verdict(results: Mapping[str, Any], baselines: Mapping[str, Any],
+            sig: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Plain statements: does the ensemble beat each baseline (net total return, Sharpe), and is
+    that an edge beyond noise (the intervals of `significance`)?"""
     ens = results[ENSEMBLE]["trading"]
     lines, beats = [], {}
     for name, b in baselines.items():
@@ -365,11 +430,26 @@ def verdict(results: Mapping[str, Any], baselines: Mapping[str, Any]) -> dict[st
     if n_periods < 250:
         lines.append(f"Caution: {n_periods} decision periods only; the annualized Sharpe ratios are very noisy "
                      "at this length and say little.")
+    if sig is not None:
+        iv = sig["net_return_per_period"]
+        if iv["lo"] is not None:
+            lines.append(f"Ensemble net return per decision period {iv['mean']:+.4%}, 95% interval "
+                         f"[{iv['lo']:+.4%}, {iv['hi']:+.4%}] (block bootstrap, {iv['n']} periods).")
+        for name, ex in sig["excess_per_period"].items():
+            if ex is not None and ex["lo"] is not None:
+                lines.append(f"Excess over {name} per period {ex['mean']:+.4%}, 95% interval "
+                             f"[{ex['lo']:+.4%}, {ex['hi']:+.4%}].")
+        acc = sig["accuracy"]
+        if acc["p_value"] is not None:
+            lines.append(f"Accuracy above the majority rate: one-sided binomial p = {acc['p_value']:.3g}.")
+        lines.append("An edge after costs beyond noise: the net return interval lies above zero." if sig["edge"]
+                     else "No edge after costs beyond noise: the net return interval includes zero or lies below.")
     all_beaten = bool(beats) and all(beats.values())
     headline = ("The ensemble beats every baseline net of costs on this data." if all_beaten else
                 "The ensemble does NOT beat all baselines net of costs on this data: "
                 f"it loses to {', '.join(k for k, v in beats.items() if not v)}.")
-    return {"ensemble_beats_all_baselines": all_beaten, "beats": beats, "headline": headline, "statements": lines}
+    return {"ensemble_beats_all_baselines": all_beaten, "beats": beats, "headline": headline, "statements": lines,
+            "edge": bool(sig["edge"]) if sig is not None else None}
 
 
 def _fmt(x) -> str:

@@ -163,7 +163,7 @@ ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS = read("ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS")
 SIM_SPEED_FACTOR = read("SIM_SPEED_FACTOR")
 SIM_SEED = read("SIM_SEED")
 # Strength of the simulator's planted momentum effect (trading/simulator/model.py), used when a
-# market is seeded: 0.3 is the demo's, at which the models find it after costs; 0 is a market
+# market is seeded: 0.5 is the demo's, at which the models find it after costs; 0 is a market
 # with nothing planted. The edge it gives is planted, not evidence about real markets.
 SIM_ALPHA = read("SIM_ALPHA")
 FEED_POLL_SECONDS = read("FEED_POLL_SECONDS")

@@ -21,29 +21,24 @@ Per 5m bar and symbol the log return is
 
 A spot symbol can `track` a perpetual: same latent price plus a small mean-reverting basis.
 
-**The planted effect (`alpha`, setting SIM_ALPHA).** On top of the stylized facts, a causal
-lead-lag inside each sector: news that moved a symbol's sector peers reaches the symbol about
-an hour later. Each primary symbol's bar gets the drift
+**The planted effect (`alpha`, setting SIM_ALPHA).** On top of the stylized facts, one causal
+effect in two parts, both about idiosyncratic news (the shocks e, not the market or sector
+factors): news that moved a symbol's sector peers reaches the symbol over the next hour, and
+the symbol's own news is overdone and partly given back. Each primary symbol's bar gets the
+drift
 
-    alpha * sd_t * d_{t-1},    d = EMA (span `alpha_span_bars`, 12 bars) of the mean
-                               idiosyncratic shock e of the symbol's sector peers (itself
-                               excluded), scaled to unit variance
+    alpha * sd_t * d_{t-1},    d = EMA (span `alpha_span_bars`, 12 bars) of
+                               (mean e of the symbol's sector peers - the symbol's own e) / sqrt(2),
+                               scaled to unit variance
 
-so when a symbol's peers moved one standard deviation up on their own news over the last hour,
-the symbol drifts up by `alpha` standard deviations of its own bar, per bar, until that fades.
 Units: `alpha` is the next bar's expected return in units of that bar's volatility, per
-standard deviation of the peers' recent idiosyncratic shocks. Only a symbol's *peers* feed
-it, and only their idiosyncratic part, so the symbol's own past returns carry it only as the
-echo of the drift already caused (a momentum rule sees a weaker version); the feature
-`sector_peer_ret_12` (peers' last-hour return net of the market) sees it directly. It reads
-only bars already closed, it is bounded (it feeds on shocks, not on its own drift), and at 0
-the market is exactly the one without it (same draws, same arrays). It is planted: a model that finds an edge here finds
+standard deviation of that signal. A symbol without peers gets nothing. The two parts keep a
+momentum rule on the symbol's own returns from taking the effect (its own hour predicts the
+opposite of the peers' echo), while the features `ret_12` and `sector_peer_ret_12` (the
+peers' last hour net of the market) together see it. It reads only bars already closed, it is
+bounded (it feeds on shocks, not on its own drift), and at 0 the market is exactly the one
+without it (same draws, same arrays). It is planted: a model that finds an edge here finds
 this, and that says nothing about a real market.
-
-Reproducibility: random numbers are drawn per block of `BLOCK_BARS` bars from a generator
-seeded with (seed, block index), never from one running stream. So the path depends only on
-the seed, the config and the bar index: generating 150 bars in one call, or 100 and then 50
-after a state round trip through JSON (another process), gives identical arrays.
 """
 from __future__ import annotations
 
@@ -122,7 +117,7 @@ class SimConfig:
     basis_sd: float = 0.0004  # stationary sd of the spot-perp log basis
     intrabar_steps: int = 12
     max_bar_return: float = 0.5
-    alpha: float = 0.0  # strength of the planted sector lead-lag (module docstring): 0 = none
+    alpha: float = 0.0  # strength of the planted effect (module docstring): 0 = none
     alpha_span_bars: int = 12  # EMA span of the peers' shocks the planted effect follows
 
 
@@ -246,6 +241,8 @@ class MarketSimulator:
             if mates:
                 peers[i, mates] = 1.0 / math.sqrt(len(mates))
         self._peers = peers
+        self._has_peers = (peers.sum(axis=1) > 0).astype(float)
+        self._signal_norm = np.where(self._has_peers > 0, 1.0 / math.sqrt(2.0), 0.0)
         lam = 2.0 / (config.alpha_span_bars + 1.0)
         self._diffusion_lambda = lam
         # an EMA with weight lam of unit-variance shocks has variance lam / (2 - lam)
@@ -493,7 +490,9 @@ class MarketSimulator:
         trend_ema, vol_u, basis = s.trend_ema, s.vol_u, s.basis
         diffusion, planted = s.diffusion, cfg.alpha * self._diffusion_scale
         lam_d = self._diffusion_lambda
-        peer_shock = d["e"][sl] @ self._peers.T if planted else None  # (n, n_p): peers' mean shock
+        # (n, n_p): the peers' mean shock less the symbol's own, each unit variance, scaled to 1
+        peer_shock = ((d["e"][sl] @ self._peers.T - self._has_peers * d["e"][sl]) * self._signal_norm
+                      if planted else None)
         regime_cum, regime_vol = self._regime_cum, self._regime_vol
         for t in range(n):
             bar = bar0 + t

@@ -12,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=service.DEFAULT_HISTORY_DAYS)
         parser.add_argument("--seed", type=int, default=None, help="default: SIM_SEED (42)")
         parser.add_argument("--alpha", type=float, default=None,
-                            help="strength of the planted momentum effect, 0 to 1 (default: SIM_ALPHA; 0: none)")
+                            help="strength of the planted effect, 0 to 1 (default: SIM_ALPHA; 0: none)")
         parser.add_argument("--force", action="store_true", help="replace existing simulated history and state")
         parser.add_argument("--name", default=service.SIMULATOR_NAME, help="simulator name (default: default)")
         parser.add_argument("--no-progress", action="store_true")
