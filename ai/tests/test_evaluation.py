@@ -135,6 +135,12 @@ def test_evaluate_models_end_to_end_writes_the_report_and_lists_it(settings, tmp
     v = doc["verdict"]
     assert ("does NOT beat" in v["headline"]) != v["ensemble_beats_all_baselines"]
     assert v["headline"] in text
+    # with its interval, and beside a null-market control of the same size
+    net = doc["significance"]["net_return_per_period"]
+    assert net["lo"] <= net["mean"] <= net["hi"] and "95% interval" in text
+    control = doc["controls"]["null_market"]
+    assert control["alpha"] == 0.0 and control["n_symbols"] == doc["dataset"]["n_symbols"]
+    assert "Null-market control" in text and control["significance"]["net_return_per_period"]["hi"] is not None
 
     row = EvaluationReport.objects.get()
     assert row.path == str(folder) and row.params["folds"] == 3 and row.summary["verdict"] == v
