@@ -306,7 +306,9 @@ def order_submit(order: Order, *, gateway=None, sleep=time.sleep, fresh: bool = 
             return order_reject(order, f"set_leverage {order.leverage}x refused: {err}")
         Order.objects.filter(pk=order.pk).update(submit_attempts=F("submit_attempts") + 1)
         params = {"clientOrderId": order.client_order_id}
-        if order.reduce_only:
+        # reduceOnly is a derivatives flag (a spot exchange refuses it): a spot exit is a plain
+        # sell of what is held, and the intent's reduce_only still governs risk and the mode.
+        if order.reduce_only and order.symbol.market_type != MarketType.SPOT:
             params["reduceOnly"] = True
         try:
             data = gateway.create_order(order.symbol.symbol, order.type, order.side, float(order.amount),

@@ -316,6 +316,24 @@ def test_a_rejected_exit_lets_the_monitor_try_again(paper_market):
     assert [k.rsplit(":", 1)[1] for k in keys] == ["0", "1"]
 
 
+def test_a_spot_position_exits_with_a_plain_sell(paper_market):
+    """Spot has no reduceOnly: the exit of a spot holding is a plain sell of what is held (it
+    was sent with reduceOnly and refused on every monitor run, which also spent the order-rate
+    budget the other symbols needed)."""
+    from trading.models import ExecutionIntent, Order, Position
+    from trading.positions.monitor import monitor_once
+
+    assert manual("spot-1", symbol="BTC/USDT", amount="0.01").status == "done"
+    pos = Position.objects.get(status="open", symbol__symbol="BTC/USDT")
+    Position.objects.filter(pk=pos.pk).update(stop_loss_price=pos.entry_price * 2)
+    monitor_once()
+    pos.refresh_from_db()
+    exit_intent = ExecutionIntent.objects.get(source="position_exit")
+    assert exit_intent.reduce_only and exit_intent.status == "done", exit_intent.reason
+    assert pos.status == "closed" and pos.exit_reason == "stop_loss"
+    assert not Order.objects.filter(status="rejected").exists()
+
+
 def test_the_monitor_copies_the_exchanges_liquidation_price(paper_market):
     from trading.models import Position
     from trading.positions.monitor import monitor_once
