@@ -1,4 +1,6 @@
 """Settings shared by every environment. Integrations live in their own modules."""
+from core.enums import Timeframe
+
 from .env import BASE_DIR, VAR_DIR, read, read_database_url
 
 DEBUG = read("DEBUG")
@@ -180,6 +182,9 @@ EXECUTION_ACCOUNT = read("EXECUTION_ACCOUNT")
 EXECUTION_LEVERAGE = read("EXECUTION_LEVERAGE")  # leverage of signal entries on perpetuals (capped by the policy)
 EXECUTION_SWEEP_SECONDS = read("EXECUTION_SWEEP_SECONDS")  # resume due slices, stuck intents
 POSITION_MONITOR_SECONDS = read("POSITION_MONITOR_SECONDS")  # PnL, TP/SL, trailing (also on each bar)
+# The ATR that stop-loss, take-profit and trailing distances are multiples of: the signals'
+# holding horizon (12 bars of 5m), so stops sit outside one bar's noise and the costs.
+POSITION_ATR_TIMEFRAME = Timeframe.parse(read("POSITION_ATR_TIMEFRAME")).value  # ValueError names the choices
 RECONCILE_SECONDS = read("RECONCILE_SECONDS")  # DB vs exchange: orders, positions, balances
 UNIVERSE_SCAN_SECONDS = read("UNIVERSE_SCAN_SECONDS")
 UNIVERSE_TOP_N = read("UNIVERSE_TOP_N")

@@ -52,6 +52,7 @@ env = environ.Env(
     SIM_SPEED_FACTOR=(float, 1.0),
     SIM_SEED=(int, 42),
     SIM_ALPHA=(float, 0.5),
+    POSITION_ATR_TIMEFRAME=(str, "1h"),
     FEED_POLL_SECONDS=(float, 5.0),
     EXCHANGE_SANDBOX=(bool, False),
     EXCHANGE_BASE_URL=(str, ""),

@@ -26,10 +26,20 @@ ATR_BARS = 14  # Wilder's classic ATR window
 
 
 def atr(symbol_id: int, timeframe: str | None = None, bars: int = ATR_BARS) -> Decimal:
-    """Average true range of the last `bars` stored bars (0 without enough history)."""
-    from trading.marketdata.selectors import last_bars
+    """Average true range of the last `bars` bars of `timeframe` (default POSITION_ATR_TIMEFRAME,
+    resampled from the stored bars when it is not stored); 0 without enough history.
 
-    rows = last_bars([symbol_id], timeframe or settings.UNIVERSE_TIMEFRAME, bars + 1)[symbol_id]
+    The stops are measured in the ATR of the signals' holding horizon (1h: the models forecast
+    12 bars of 5m), not of one 5m bar: a stop two 5m ranges away sits inside one bar's noise
+    and near the round trip's costs, so nearly every trade would be stopped out at a loss."""
+    from trading.marketdata.selectors import bars as bars_of
+    from trading.models import Symbol
+
+    symbol = Symbol.objects.filter(pk=symbol_id).first()
+    if symbol is None:
+        return ZERO
+    rows = bars_of(symbol, timeframe or getattr(settings, "POSITION_ATR_TIMEFRAME", settings.UNIVERSE_TIMEFRAME),
+                   bars + 1)
     if len(rows) < 2:
         return ZERO
     high, low, close = rows[1:, 2], rows[1:, 3], rows[:-1, 4]

@@ -478,3 +478,20 @@ def test_an_rl_decision_of_version_1_is_parsed_but_refused_with_its_reason(paper
     assert ExecutionIntent.objects.count() == 0
     with pytest.raises(ValueError, match="unknown version 7 of rl.decision; known: \\[1, 2\\]"):
         parse_envelope({**raw, "version": 7})
+
+
+def test_stops_are_measured_in_the_atr_of_the_signals_horizon(paper_market, settings):
+    """Stop and target distances are multiples of the 1h ATR (the models forecast an hour), not
+    of one 5m bar, whose range sits inside the noise and near the round trip's costs."""
+    from risk.services.policy import policy_get
+    from trading.models import Position
+    from trading.positions.services import atr
+
+    assert settings.POSITION_ATR_TIMEFRAME == "1h"
+    assert manual("atr-1").status == "done"
+    pos = Position.objects.get(status="open")
+    hourly, five = atr(pos.symbol_id), atr(pos.symbol_id, "5m")
+    assert hourly == atr(pos.symbol_id, "1h") and hourly > 2 * five > 0
+    distance = pos.entry_price - pos.stop_loss_price
+    k = policy_get().stop_loss_atr_multiple
+    assert k * hourly <= distance < k * hourly + pos.symbol.tick_size
