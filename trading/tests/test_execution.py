@@ -316,6 +316,35 @@ def test_a_rejected_exit_lets_the_monitor_try_again(paper_market):
     assert [k.rsplit(":", 1)[1] for k in keys] == ["0", "1"]
 
 
+def test_a_refused_exit_backs_off_after_the_first_retry(paper_market):
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.execution.services.sources import exit_retry_wait_seconds
+    from trading.marketdata.reference import mark_feed_ok
+    from trading.models import ExecutionIntent, Position
+    from trading.positions.monitor import monitor_once
+
+    assert [exit_retry_wait_seconds(a) for a in range(8)] == [0, 0, 10, 20, 40, 80, 160, 300]
+    manual("bo-1")
+    pos = Position.objects.get(status="open")
+    Position.objects.filter(pk=pos.pk).update(stop_loss_price=pos.entry_price * 2)
+    mark_feed_ok("paper", at=time.time() - 600)  # stale prices: every exit is refused
+    exits = ExecutionIntent.objects.filter(source="position_exit")
+    monitor_once()
+    monitor_once()
+    assert exits.count() == 2  # the first retry is immediate
+    monitor_once()
+    assert exits.count() == 2  # the third waits 10 s after the second
+    exits.update(updated_at=timezone.now() - timedelta(seconds=11))
+    mark_feed_ok("paper")
+    monitor_once()
+    pos.refresh_from_db()
+    assert exits.count() == 3 and pos.status == "closed"
+
+
 def test_a_spot_position_exits_with_a_plain_sell(paper_market):
     """Spot has no reduceOnly: the exit of a spot holding is a plain sell of what is held (it
     was sent with reduceOnly and refused on every monitor run, which also spent the order-rate

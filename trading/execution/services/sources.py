@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from core.decimals import to_decimal
 from core.enums import (
@@ -39,6 +40,11 @@ from trading.models import ExecutionIntent, Position, Symbol
 log = get_logger(__name__)
 
 CONFIDENCE_QUANTUM = Decimal("0.000001")
+# A monitor exit refused twice in a row waits before the next try, doubling up to the cap: a
+# permanent refusal (an order the exchange will never take) must not resend every monitor run
+# and spend the order-rate budget the other symbols need. The first retry stays immediate.
+EXIT_RETRY_BASE_SECONDS = 10.0
+EXIT_RETRY_MAX_SECONDS = 300.0
 PAL_ADD = "add"
 PAL_EXTEND_TAKE_PROFIT = "extend_take_profit"
 
@@ -171,6 +177,11 @@ def profit_amplification_apply(event: EventEnvelope) -> ExecutionIntent | None:
     return None
 
 
+def exit_retry_wait_seconds(attempt: int) -> float:
+    """How long attempt number `attempt` (0-based) of a refused monitor exit waits after the last."""
+    return 0.0 if attempt < 2 else min(EXIT_RETRY_BASE_SECONDS * 2 ** (attempt - 2), EXIT_RETRY_MAX_SECONDS)
+
+
 def exit_intent(position: Position, *, reason: str, key_suffix: str, source: str = IntentSource.POSITION_EXIT,
                 trace_id: str | None = None) -> ExecutionIntent | None:
     """A reduce-only market intent closing `position` (TP/SL/trailing, governor, emergency).
@@ -183,7 +194,14 @@ def exit_intent(position: Position, *, reason: str, key_suffix: str, source: str
         if pos.status != PositionStatus.OPEN or pos.amount <= 0 or pos.exit_pending:
             return None
         prefix = f"exit:{pos.pk}:{key_suffix}:"
-        attempt = ExecutionIntent.objects.filter(intent_key__startswith=prefix).count()
+        attempts = ExecutionIntent.objects.filter(intent_key__startswith=prefix)
+        attempt = attempts.count()
+        if source == IntentSource.POSITION_EXIT and attempt >= 2:
+            wait = exit_retry_wait_seconds(attempt)
+            last = attempts.order_by("-created_at").values_list("updated_at", flat=True).first()
+            if last is not None and (timezone.now() - last).total_seconds() < wait:
+                log.info("exit retry backing off", position_id=pos.pk, attempt=attempt, wait_seconds=wait)
+                return None
         intent, _ = intent_create(
             key=f"{prefix}{attempt}", source=source, symbol=pos.symbol.symbol,
             side=PositionSide(pos.side).exit_side, amount=pos.amount, leverage=pos.leverage, reduce_only=True,
