@@ -69,14 +69,15 @@ def execution_exchange() -> str:
     return exchange_id()
 
 
-def account_view(gateway=None) -> AccountView:
-    """Read the execution account (one balance call to the exchange, the rest from our rows)."""
+def account_view(gateway=None, *, balance: dict | None = None) -> AccountView:
+    """Read the execution account (one balance call to the exchange unless `balance`, just
+    fetched, is given; the rest from our rows)."""
     from trading.exchanges.account import exchange_id, execution_gateway
 
     gateway = gateway or execution_gateway()
     exchange = exchange_id()
     positions = open_positions_list(exchange)
-    balance = gateway.fetch_balance()
+    balance = gateway.fetch_balance() if balance is None else balance
     equity = equity_usd(balance, positions, includes_unrealized_pnl=gateway.balance_includes_unrealized_pnl)
     return AccountView(exchange=exchange, equity_usd=equity, positions=positions,
                        open_orders=open_orders_list(exchange), balance=balance)

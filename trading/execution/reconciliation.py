@@ -37,6 +37,7 @@ from trading.execution.snapshot import account_snapshot_refresh
 from trading.models import (
     OPEN_ORDER_STATUSES,
     IntentStatus,
+    MarketType,
     Order,
     OrderOrigin,
     OrderStatus,
@@ -82,9 +83,9 @@ def reconcile(*, reason: str = "periodic", gateway=None) -> ReconciliationRun:
         _orders(gateway, exchange, mismatches, actions)
         _external_orders(gateway, exchange, mismatches, actions)
         _positions(gateway, exchange, mismatches, actions)
-        balances = _balances(gateway, exchange, mismatches)
+        balance, totals = _balances(gateway, exchange, mismatches)
         run.ok = True
-        actions.append({"kind": "balances", "quote_total": balances})
+        actions.append({"kind": "balances", "quote_total": totals})
     except errors.ExchangeError as exc:
         run.ok = False
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -111,7 +112,7 @@ def reconcile(*, reason: str = "periodic", gateway=None) -> ReconciliationRun:
                                          "service": "exec-risk-service"})
     else:
         order_svc.mark_reconciled()
-        account_snapshot_refresh(reason="reconciliation", gateway=gateway)
+        account_snapshot_refresh(reason="reconciliation", gateway=gateway, balance=balance)
     log.info("reconciliation", ok=run.ok, mismatches=len(mismatches), reason=reason)
     return run
 
@@ -238,9 +239,10 @@ def _positions(gateway, exchange: str, mismatches: list, actions: list) -> None:
                            "message": f"{name} {p.get('side')} {size} on the exchange was not tracked: imported"})
 
 
-def _balances(gateway, exchange: str, mismatches: list) -> dict:
+def _balances(gateway, exchange: str, mismatches: list) -> tuple[dict, dict]:
     """Balances: a negative one is an error; each spot position we track must be covered by the
-    exchange's balance of its base currency (spot holdings are balances, not positions)."""
+    exchange's balance of its base currency (spot holdings are balances, not positions).
+    Returns the exchange's balance and its non-zero totals as text."""
     balance = gateway.fetch_balance()
     totals = {k: v for k, v in (balance.get("total") or {}).items() if v is not None}
     for currency, value in totals.items():
@@ -249,11 +251,11 @@ def _balances(gateway, exchange: str, mismatches: list) -> dict:
                                "message": f"{currency} balance is negative on the exchange: {value}"})
     held: dict[str, Decimal] = {}
     for pos in Position.objects.filter(exchange=exchange, status=PositionStatus.OPEN,
-                                       symbol__market_type="spot").select_related("symbol"):
+                                       symbol__market_type=MarketType.SPOT).select_related("symbol"):
         held[pos.symbol.base] = held.get(pos.symbol.base, ZERO) + pos.amount
     for base, amount in held.items():
         have = _dec(totals.get(base))
         if have + SIZE_TOLERANCE * amount < amount:
             mismatches.append({"kind": "balance_short", "currency": base,
                                "message": f"spot positions hold {amount} {base} but the exchange balance is {have}"})
-    return {k: str(v) for k, v in totals.items() if v}
+    return balance, {k: str(v) for k, v in totals.items() if v}

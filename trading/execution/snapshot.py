@@ -31,12 +31,11 @@ def account_snapshot_build(view: trading_sel.AccountView, *, reason: str) -> Acc
                            exposure_by_symbol=by_symbol, exposure_by_sector=by_sector, reason=reason)
 
 
-def account_snapshot_refresh(*, reason: str, view: trading_sel.AccountView | None = None,
-                             gateway=None) -> AccountSnapshot | None:
-    """Read the account (unless `view` is given) and store its snapshot. A failure is logged and
-    leaves the old snapshot to age: readers then refuse to size on it."""
+def account_snapshot_refresh(*, reason: str, gateway=None, balance: dict | None = None) -> AccountSnapshot | None:
+    """Read the account (with `balance` when the caller just fetched it) and store its snapshot.
+    A failure is logged and leaves the old snapshot to age: readers then refuse to size on it."""
     try:
-        snapshot = account_snapshot_build(view or trading_sel.account_view(gateway), reason=reason)
+        snapshot = account_snapshot_build(trading_sel.account_view(gateway, balance=balance), reason=reason)
         snapshot_store(snapshot)
     except Exception as exc:
         log.error("account snapshot not refreshed", reason=reason, error=f"{type(exc).__name__}: {exc}")

@@ -233,16 +233,16 @@ class MarketSimulator:
         self._w_m = np.sqrt([a.market_r2 for a in prim])
         self._w_s = np.sqrt([a.sector_r2 for a in prim])
         self._w_e = np.sqrt([1.0 - a.market_r2 - a.sector_r2 for a in prim])
-        # The planted lead-lag: row i averages the idiosyncratic shocks of i's sector peers,
-        # scaled so that the average of k-1 unit shocks has unit variance.
-        peers = np.zeros((len(prim), len(prim)))
+        # The planted signal's weights on the idiosyncratic shocks: row i is the mean of i's
+        # sector peers' shocks (scaled to unit variance) less i's own, over sqrt(2) so the
+        # difference has unit variance too; a symbol without peers gets a zero row.
+        signal = np.zeros((len(prim), len(prim)))
         for i, si in enumerate(self._sector_of):
             mates = [j for j, sj in enumerate(self._sector_of) if sj == si and j != i]
             if mates:
-                peers[i, mates] = 1.0 / math.sqrt(len(mates))
-        self._peers = peers
-        self._has_peers = (peers.sum(axis=1) > 0).astype(float)
-        self._signal_norm = np.where(self._has_peers > 0, 1.0 / math.sqrt(2.0), 0.0)
+                signal[i, mates] = 1.0 / math.sqrt(len(mates))
+                signal[i, i] = -1.0
+        self._planted_weights = signal / math.sqrt(2.0)
         lam = 2.0 / (config.alpha_span_bars + 1.0)
         self._diffusion_lambda = lam
         # an EMA with weight lam of unit-variance shocks has variance lam / (2 - lam)
@@ -490,9 +490,7 @@ class MarketSimulator:
         trend_ema, vol_u, basis = s.trend_ema, s.vol_u, s.basis
         diffusion, planted = s.diffusion, cfg.alpha * self._diffusion_scale
         lam_d = self._diffusion_lambda
-        # (n, n_p): the peers' mean shock less the symbol's own, each unit variance, scaled to 1
-        peer_shock = ((d["e"][sl] @ self._peers.T - self._has_peers * d["e"][sl]) * self._signal_norm
-                      if planted else None)
+        peer_shock = d["e"][sl] @ self._planted_weights.T if planted else None  # (n, n_p)
         regime_cum, regime_vol = self._regime_cum, self._regime_vol
         for t in range(n):
             bar = bar0 + t

@@ -103,8 +103,6 @@ class Command(BaseCommand):
 def _null_control(ds, config, timeframe: str, sample_every: int, horizon: int) -> dict:
     """The evaluation repeated on a simulated market of the same span and universe size with
     nothing planted (SIM_ALPHA 0): it must find no edge, or the pipeline leaks."""
-    import numpy as np
-
     from ai.evaluation.walkforward import evaluate
     from ai.features.compute import min_history_bars
     from ai.features.dataset import build_dataset
@@ -135,5 +133,4 @@ def _null_control(ds, config, timeframe: str, sample_every: int, horizon: int) -
                          "classification": {k: v for k, v in res["ensemble"]["classification"].items()
                                             if k != "calibration"}},
             "baselines": {k: {"total_return": v["trading"]["total_return"]} for k, v in res["baselines"].items()},
-            "statements": statements, "edge": bool(sig["edge"]), "span_bars": span_bars,
-            "mean_abs_return": float(np.mean(np.abs(null_ds.fwd_log_return))) if len(null_ds) else None}
+            "statements": statements, "edge": bool(sig["edge"]), "span_bars": span_bars}
