@@ -31,11 +31,21 @@ class UniverseSnapshotAdmin(admin.ModelAdmin):
 class ModelVersionAdmin(admin.ModelAdmin):
     """Only champions serve. Promote and retire go through ai.registry (events, one champion)."""
 
-    list_display = ["model_type", "version", "status", "created_at", "promoted_at", "feature_version",
-                    "short_metrics", "status_reason"]
+    list_display = ["model_type", "version", "status", "quarantined_at", "created_at", "promoted_at",
+                    "feature_version", "short_metrics", "status_reason"]
     list_filter = ["model_type", "status"]
-    readonly_fields = [f.name for f in ModelVersion._meta.fields]
+    # The drift reference is histograms of every feature: shown as a summary, not as raw JSON.
+    readonly_fields = [*(f.name for f in ModelVersion._meta.fields if f.name != "drift_reference"),
+                       "drift_reference_summary"]
+    exclude = ["drift_reference"]
     actions = ["promote_selected", "retire_selected"]
+
+    @admin.display(description="drift reference")
+    def drift_reference_summary(self, obj):
+        ref = obj.drift_reference or {}
+        if not ref:
+            return "none (trained before drift references were kept)"
+        return f"{len(ref.get('features', {}))} feature histograms, validation P(up) histogram: {'prediction' in ref}"
 
     def has_add_permission(self, request):
         return False

@@ -78,6 +78,8 @@ class InferenceEngine:
 
         self.serving: list[registry.ServingModel] = []
         self.problems: dict[str, str] = {}
+        # Champions in quarantine (analytics' learning manager): they predict, they do not vote.
+        self.quarantined: dict[str, str] = {}
         self._loaded_ids: tuple[int, ...] | None = None
         # At most MAX_PARALLEL_PREDICTIONS passes at once in this process (RPC threads, tasks).
         self._slots = threading.BoundedSemaphore(max(1, int(settings.MAX_PARALLEL_PREDICTIONS)))
@@ -89,7 +91,10 @@ class InferenceEngine:
     def refresh(self) -> None:
         from ai.features.compute import FEATURE_VERSION, feature_set_hash
 
-        ids = tuple(m.pk for m in registry.champions())
+        current = registry.champions()
+        ids = tuple(m.pk for m in current)
+        self.quarantined = {m.model_type: m.quarantine_reason or "quarantined" for m in current
+                            if m.quarantined_at is not None}
         if ids != self._loaded_ids:
             self.serving, self.problems = registry.load_champions(feature_version=FEATURE_VERSION,
                                                                   feature_hash=feature_set_hash())
@@ -151,6 +156,8 @@ def _report_model_health(eng: InferenceEngine, dropped: dict[str, str]) -> None:
         t = s.version.model_type
         if t in dropped:
             report_module("ai-service", f"model:{t}", "DEGRADED", f"dropped from the vote: {dropped[t]}")
+        elif t in eng.quarantined:
+            report_module("ai-service", f"model:{t}", "DEGRADED", f"quarantined: {eng.quarantined[t]}")
         else:
             report_module("ai-service", f"model:{t}", "HEALTHY", f"v{s.version.version} serving")
     for t, reason in eng.problems.items():
@@ -186,7 +193,8 @@ def infer(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None 
     weights = eng.weights()
     for i, sym in enumerate(rows.symbols):
         preds = {t: float(p[i]) for t, p in probs.items()}
-        v = vote(preds, weights, min_confidence_threshold=min_confidence)
+        voters = {t: p for t, p in preds.items() if t not in eng.quarantined}
+        v = vote(voters, weights, min_confidence_threshold=min_confidence)
         result.signals[sym] = SymbolSignal(sym, int(rows.t_ms[i]), preds, v if v.has_signal else None, v.reason)
     return result
 
@@ -223,7 +231,7 @@ def _publish(result: InferenceResult, timeframe: str) -> None:
                 "symbol": sig.symbol, "timeframe": timeframe, "action": v.action, "confidence": v.confidence,
                 "score": v.score, "ensemble_agreement": min(v.ensemble_agreement, 1.0), "models_voted": v.models_voted,
                 "min_confidence_threshold": DEFAULT_MIN_CONFIDENCE,
-                "model_versions": {m: versions.get(m, "?") for m in sig.predictions}}))
+                "model_versions": {m: versions.get(m, "?") for m in v.weights}}))
     no_models = result.signals and all(s.vote is None for s in result.signals.values())
     if no_models:
         events.append((EventType.SYSTEM_ALERT, {
@@ -290,7 +298,7 @@ def historical_probabilities(bars_by_symbol: dict[str, np.ndarray], *, eng: Infe
             wsum = 0.0
             for s in eng.serving:
                 w = weights.get(s.version.model_type, 0.0)
-                if w <= 0:
+                if w <= 0 or s.version.model_type in eng.quarantined:
                     continue
                 x = x_tab if s.forecaster.input_kind == "tab" else x_seq
                 total += w * np.asarray(s.forecaster.predict_proba_up(x), dtype=float)

@@ -51,6 +51,14 @@ class ModelVersion(models.Model):
     artifact_path = models.CharField(max_length=500)
     artifact_checksum = models.CharField(max_length=64)
     trace_id = models.CharField(max_length=64, blank=True, default="")
+    drift_reference = models.JSONField(
+        default=dict, blank=True,
+        help_text="the training window's feature and validation-prediction histograms the drift score compares "
+                  "against (analytics/learning/drift.py)")
+    # A champion whose realized outcomes collapsed: it still predicts (so its recovery can be
+    # seen) but has no say in the ensemble's vote until released.
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    quarantine_reason = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
         ordering = ["model_type", "-version"]

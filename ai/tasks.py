@@ -1,5 +1,5 @@
-"""Celery tasks of the ai service: inference, the universe scan and prediction scoring on the
-inference queue; RL sizing's retraining on the learning queue."""
+"""Celery tasks of the ai service: inference and the universe scan on the inference queue; RL
+sizing's retraining on the learning queue."""
 from qtweb.queues import Queue
 from qtweb.taskqueue import queue_task
 
@@ -16,11 +16,6 @@ def run_inference_task() -> int:
     from ai.inference import run_inference
 
     return len(run_inference().signals)
-@queue_task(Queue.INFERENCE, name="ai.outcomes.score", ignore_result=True, soft_time_limit=60, time_limit=90)
-def score_predictions_task() -> int:
-    from ai.outcomes import score_predictions
-
-    return score_predictions()
 
 
 @queue_task(Queue.LEARNING, name="ai.sizing.retrain_rl_agent", ignore_result=True, soft_time_limit=1800,

@@ -43,6 +43,16 @@ def _better(new: dict, champion: ModelVersion | None) -> tuple[bool, str]:
     return False, f"validation log-loss {new_ll:.4f} not below champion v{champion.version} {old_ll:.4f}"
 
 
+def drift_reference(dataset, train_idx, validation_p) -> dict:
+    """What the drift score compares a model's recent world against: decile histograms of every
+    tabular feature over its training rows and of its P(up) on its validation rows
+    (ai/evaluation/drift.py). Sequence models read a subset of the same features."""
+    from ai.evaluation.drift import feature_reference, histogram
+
+    return {"features": feature_reference(dataset.X_tab[train_idx], dataset.feature_names),
+            "prediction": histogram(validation_p)}
+
+
 def train_and_register(dataset, *, model_types: Iterable[str] = tuple(ModelType.values), seed: int = 42,
                        promote: str = "if_better", validation_fraction: float = 0.2,
                        params: dict[str, dict] | None = None,
@@ -71,6 +81,7 @@ def train_and_register(dataset, *, model_types: Iterable[str] = tuple(ModelType.
         step = (lambda done, total, info, _t=model_type: progress(_t, done, total, dict(info))) if progress else None
         metrics = model.fit(X[train_idx], dataset.y[train_idx], X[val_idx], dataset.y[val_idx], seed=seed,
                             progress=step)
+        reference = drift_reference(dataset, train_idx, model.predict_proba_up(X[val_idx]))
         directory = artifacts_root() / model_type / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         written = model.save(directory, {
             "feature_version": dataset.feature_version, "feature_hash": dataset.feature_hash,
@@ -81,6 +92,7 @@ def train_and_register(dataset, *, model_types: Iterable[str] = tuple(ModelType.
             feature_version=dataset.feature_version, feature_hash=dataset.feature_hash,
             training_start=datetime.fromtimestamp(window["start_ms"] / 1000, UTC),
             training_end=datetime.fromtimestamp(window["end_ms"] / 1000, UTC), metrics=dict(metrics),
+            drift_reference=reference,
         )
         champion = ModelVersion.objects.filter(model_type=model_type, status=ModelStatus.CHAMPION).first()
         if promote == "always":

@@ -7,3 +7,29 @@ from qtweb.rpc.registry import ping_reply
 @command(Service.ANALYTICS, "ping")
 def ping() -> dict:
     return ping_reply(Service.ANALYTICS)
+
+
+@command(Service.ANALYTICS, "trigger_retraining")
+def trigger_retraining(model_id) -> dict:
+    """Queue a retraining job for a model (a version id or a type). Returns {job_id, ...}.
+    An unknown model or a job of that type already queued or running is refused by name."""
+    from analytics.learning import jobs
+
+    job = jobs.request_retraining(model_type=jobs.model_type_for(model_id), trigger="manual",
+                                  reason=f"requested over RPC for {model_id!r}", requested_by="rpc")
+    return jobs.as_dict(job)
+
+
+@command(Service.ANALYTICS, "get_retraining_job")
+def get_retraining_job(job_id) -> dict:
+    from analytics.learning import jobs
+
+    return jobs.job_status(job_id)
+
+
+@command(Service.ANALYTICS, "get_drift")
+def get_drift() -> list[dict]:
+    """The latest drift score of every champion, with its parts."""
+    from analytics.learning.monitor import drift_summary
+
+    return drift_summary()

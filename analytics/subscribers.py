@@ -34,3 +34,22 @@ def observe(event: EventEnvelope) -> None:
         level = logging.INFO
     log.log(level, "event", event_type=event.type.value, event_id=str(event.event_id), source=event.source,
             trace_id=event.trace_id, event_timestamp=event.timestamp.isoformat(), payload=event.payload)
+
+
+# The outcome store's bookkeeping runs on the ops queue, not the learning queue: a retraining job
+# holds the learning worker for minutes, and a prediction recorded late is still recorded but a
+# queue of them would be re-dispatched again and again meanwhile.
+@subscriber(EventType.MODEL_PREDICTION, queue=Queue.OPS, name="analytics.learning.record_prediction")
+def record_prediction(event: EventEnvelope) -> None:
+    """Every model.prediction enters the outcome store, to be resolved once its horizon closes."""
+    from analytics.learning.outcomes import record_prediction as record
+
+    record(event)
+
+
+@subscriber(EventType.POSITION_CLOSED, queue=Queue.OPS, name="analytics.learning.join_position")
+def join_position(event: EventEnvelope) -> None:
+    """A closed position's outcome joins the predictions of the signal that opened it."""
+    from analytics.learning.outcomes import join_position as join
+
+    join(event)

@@ -9,3 +9,48 @@ def evaluate_health() -> None:
     from analytics.health.monitor import evaluate
 
     evaluate()
+
+
+@queue_task(Queue.LEARNING, name="analytics.learning.resolve_outcomes", ignore_result=True,
+            soft_time_limit=120, time_limit=150)
+def resolve_outcomes_task() -> int:
+    from analytics.learning.outcomes import resolve_due
+
+    return resolve_due()["resolved"]
+
+
+@queue_task(Queue.LEARNING, name="analytics.learning.check_drift", ignore_result=True,
+            soft_time_limit=120, time_limit=150)
+def check_drift_task() -> int:
+    from analytics.learning.monitor import check_drift, supervise_quarantine
+
+    checks = check_drift()
+    supervise_quarantine()
+    return sum(c.detected for c in checks)
+
+
+# A retraining job may train a neural model on two weeks of the universe: its limit is generous,
+# and a job that still dies is failed by the reaper with its reason.
+@queue_task(Queue.LEARNING, name="analytics.learning.retrain", ignore_result=True,
+            soft_time_limit=3300, time_limit=3600)
+def retrain_task(job_id: int) -> str:
+    from analytics.learning.jobs import run_job
+
+    job = run_job(job_id)
+    return job.status if job else "not claimed"
+
+
+# On the ops queue: the learning worker may be the one that died.
+@queue_task(Queue.OPS, name="analytics.learning.reap_jobs", ignore_result=True, soft_time_limit=20, time_limit=30)
+def reap_jobs_task() -> dict:
+    from analytics.learning.jobs import reap_stale
+
+    return reap_stale()
+
+
+@queue_task(Queue.LEARNING, name="analytics.learning.scheduled_retraining", ignore_result=True,
+            soft_time_limit=30, time_limit=60)
+def scheduled_retraining_task() -> list[int]:
+    from analytics.learning.jobs import request_scheduled
+
+    return [j.pk for j in request_scheduled()]

@@ -57,10 +57,6 @@ SCHEDULES["qt:ai.inference.run"] = Schedule(
     expires_seconds=_timeframe_seconds() * 0.8,
     description="Inference: the champions vote on every active symbol once per bar of UNIVERSE_TIMEFRAME",
 )
-SCHEDULES["qt:ai.outcomes.score"] = Schedule(
-    task="ai.outcomes.score", every_seconds=300, queue=Queue.INFERENCE, expires_seconds=240,
-    description="Score published model predictions against realized moves: the ensemble's live weights",
-)
 SCHEDULES["qt:trading.feed.poll"] = Schedule(
     task="trading.feed.poll", every_seconds=_setting("FEED_POLL_SECONDS"), queue=Queue.EXECUTION,
     expires_seconds=_setting("FEED_POLL_SECONDS"),
@@ -70,6 +66,27 @@ SCHEDULES["qt:trading.feed.poll"] = Schedule(
 SCHEDULES["qt:ai.sizing.retrain_rl_agent"] = Schedule(
     task="ai.sizing.retrain_rl_agent", every_seconds=24 * 3600, queue=Queue.LEARNING, expires_seconds=3600,
     description="RL sizing: retrain the PPO agent on the paper market (new checksummed version serves)",
+)
+
+# --- the learning manager (analytics-os service) ---
+SCHEDULES["qt:analytics.learning.resolve_outcomes"] = Schedule(
+    task="analytics.learning.resolve_outcomes", every_seconds=60, queue=Queue.LEARNING, expires_seconds=55,
+    description="Outcome store: resolve predictions whose horizon closed; feed the ensemble's live weights",
+)
+SCHEDULES["qt:analytics.learning.check_drift"] = Schedule(
+    task="analytics.learning.check_drift", every_seconds=_setting("CLM_DRIFT_CHECK_SECONDS"), queue=Queue.LEARNING,
+    expires_seconds=_setting("CLM_DRIFT_CHECK_SECONDS") * 0.9,
+    description="Drift score of every champion (feature/prediction PSI, performance decay); retrain above "
+                "CLM_DRIFT_THRESHOLD; quarantine collapsed models",
+)
+SCHEDULES["qt:analytics.learning.reap_jobs"] = Schedule(
+    task="analytics.learning.reap_jobs", every_seconds=30, queue=Queue.OPS, expires_seconds=25,
+    description="Retraining jobs whose worker went silent: retried, then failed",
+)
+SCHEDULES["qt:analytics.learning.scheduled_retraining"] = Schedule(
+    task="analytics.learning.scheduled_retraining", every_seconds=_setting("CLM_RETRAINING_INTERVAL_HOURS") * 3600,
+    queue=Queue.LEARNING, expires_seconds=3600,
+    description="Scheduled retraining: one challenger per model type, judged against its champion",
 )
 
 # Prefix of the periodic tasks this module owns; others (added by an operator in the admin)

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ai import api as ai_api
+from analytics import api as analytics_api
 from qtweb import views
 from risk import api as risk_api
 from trading import api as trading_api
@@ -26,6 +27,13 @@ trading = [
     path("reconciliations/", trading_api.ReconciliationRunListView.as_view(), name="trading-reconciliations"),
 ]
 
+learning = [
+    path("jobs/", analytics_api.RetrainingJobListView.as_view(), name="learning-jobs"),
+    path("jobs/<int:pk>/", analytics_api.RetrainingJobDetailView.as_view(), name="learning-job"),
+    path("drift/", analytics_api.DriftSummaryView.as_view(), name="learning-drift"),
+    path("drift/checks/", analytics_api.DriftCheckListView.as_view(), name="learning-drift-checks"),
+]
+
 api = [
     path("traces/<str:trace_id>/", views.TraceView.as_view(), name="trace-detail"),
     path("events/", views.EventListView.as_view(), name="event-list"),
@@ -35,6 +43,7 @@ api = [
     path("models/<int:pk>/retire/", ai_api.ModelVersionActionView.as_view(action="retire"), name="model-retire"),
     path("risk/", include(risk)),
     path("trading/", include(trading)),
+    path("learning/", include(learning)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

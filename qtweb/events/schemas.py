@@ -75,6 +75,9 @@ class LearningKind(StrEnum):
     MODEL_PROMOTED = "model_promoted"
     MODEL_REJECTED = "model_rejected"
     MODEL_RETIRED = "model_retired"
+    CHALLENGER_REJECTED = "challenger_rejected"
+    MODEL_QUARANTINED = "model_quarantined"
+    MODEL_RELEASED = "model_released"
     EXPERIENCE_RECORDED = "experience_recorded"
 
 
@@ -325,12 +328,39 @@ class SystemAlert(Payload):
     service: Name | None = None
 
 
-class LearningEvent(Payload):
+class LearningEventV1(Payload):
+    """learning.event before the learning manager: no model id, job, drift parts or scores."""
+
     kind: LearningKind
     model_type: Name
     model_version: Name | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     reason: str = ""
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class LearningEvent(Payload):
+    """What the registry and the learning manager did to a model.
+
+    DRIFT_DETECTED carries `drift_score`, `threshold` and `parts` (each part of the score);
+    MODEL_PROMOTED and CHALLENGER_REJECTED carry `champion_score` and `challenger_score`
+    (the same measure on the same window, see analytics/learning/challenger.py); events about a
+    retraining job carry its `job_id`."""
+
+    kind: LearningKind
+    model_type: Name
+    model_version: Name | None = None
+    model_id: int | None = Field(default=None, ge=1)
+    job_id: int | None = Field(default=None, ge=1)
+    metrics: dict[str, FiniteFloat] = Field(default_factory=dict)
+    drift_score: NonNegativeFloat | None = None
+    threshold: NonNegativeFloat | None = None
+    parts: dict[str, FiniteFloat] = Field(default_factory=dict)
+    champion_score: FiniteFloat | None = None
+    challenger_score: FiniteFloat | None = None
+    reason: str = Field(default="", max_length=TEXT_MAX)
 
 
 class PortfolioBalance(Payload):
@@ -432,7 +462,7 @@ PAYLOADS: dict[EventType, tuple[type[Payload], int]] = {
     EventType.SERVICE_HEARTBEAT: (ServiceHeartbeat, 1),
     EventType.HEALTH_STATUS: (HealthStatus, 1),
     EventType.SYSTEM_ALERT: (SystemAlert, 1),
-    EventType.LEARNING_EVENT: (LearningEvent, 1),
+    EventType.LEARNING_EVENT: (LearningEvent, 2),
     EventType.PORTFOLIO_BALANCE: (PortfolioBalance, 1),
     EventType.PROFIT_AMPLIFICATION: (ProfitAmplification, 1),
     EventType.MARKET_BAR: (MarketBar, 1),
@@ -445,6 +475,7 @@ PAYLOADS: dict[EventType, tuple[type[Payload], int]] = {
 # cannot act on an old version refuses it with its reason; nothing publishes them any more.
 OLDER_PAYLOADS: dict[tuple[EventType, int], type[Payload]] = {
     (EventType.RL_DECISION, 1): RlDecisionV1,
+    (EventType.LEARNING_EVENT, 1): LearningEventV1,
 }
 
 

@@ -169,6 +169,25 @@ SIM_SEED = read("SIM_SEED")
 # with nothing planted. The edge it gives is planted, not evidence about real markets.
 SIM_ALPHA = read("SIM_ALPHA")
 FEED_POLL_SECONDS = read("FEED_POLL_SECONDS")
+# --- the continuous learning manager (analytics/learning) ---
+# A model's drift score (the largest of feature PSI, prediction PSI and performance decay; PSI
+# scale) above this starts a retraining job. 0.15 sits between the usual "stable" (0.1) and
+# "moved a lot" (0.25) readings of PSI.
+CLM_DRIFT_THRESHOLD = read("CLM_DRIFT_THRESHOLD")
+CLM_DRIFT_CHECK_SECONDS = read("CLM_DRIFT_CHECK_SECONDS")  # how often every champion's drift is scored
+CLM_DRIFT_WINDOW_BARS = read("CLM_DRIFT_WINDOW_BARS")  # recent bars per symbol the score looks at (12 h of 5m)
+# After a drift-triggered job of a type ends, drift starts no new one for that type for this
+# long (scheduled and operator requests still do): a market that stays moved is judged once.
+CLM_DRIFT_COOLDOWN_MINUTES = read("CLM_DRIFT_COOLDOWN_MINUTES")
+CLM_RETRAINING_INTERVAL_HOURS = read("CLM_RETRAINING_INTERVAL_HOURS")  # scheduled retraining of every type
+CLM_RETRAIN_DAYS = read("CLM_RETRAIN_DAYS")  # history a challenger is trained and judged on
+CLM_JUDGE_BARS = read("CLM_JUDGE_BARS")  # the last bars of it, held out: both models are scored there
+# The challenger replaces the champion only when its net return per decision period on the
+# judging window beats the champion's by more than this (basis points): a tie keeps the champion.
+CLM_PROMOTION_MARGIN_BPS = read("CLM_PROMOTION_MARGIN_BPS")
+CLM_NEURAL_MAX_EPOCHS = read("CLM_NEURAL_MAX_EPOCHS")  # cap for N-HiTS and PatchTST challengers
+CLM_JOB_STALE_SECONDS = read("CLM_JOB_STALE_SECONDS")  # a running job silent this long lost its worker
+CLM_JOB_MAX_ATTEMPTS = read("CLM_JOB_MAX_ATTEMPTS")  # then it is retried until this many attempts, then failed
 # ccxt backend (keys are read from EXCHANGE_API_KEY / EXCHANGE_API_SECRET by the gateway only,
 # never kept in settings).
 EXCHANGE_SANDBOX = read("EXCHANGE_SANDBOX")

@@ -14,3 +14,4 @@ EVENT_RETRY_BACKOFF_SECONDS = float(os.environ.get("EVENT_RETRY_BACKOFF_SECONDS"
 # The crash tests' fault points (trading/execution/orders.py::_fault_point) are live only in
 # test workers; production settings never enable them.
 EXECUTION_FAULTS_ENABLED = True
+LEARNING_FAULTS_ENABLED = True
