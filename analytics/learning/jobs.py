@@ -40,6 +40,9 @@ HEARTBEAT_SECONDS = 10.0
 # A queued job not started after this long is sent to the learning queue again (its message may
 # have been lost with the broker); long enough for the queue's longest job ahead of it.
 QUEUED_RESEND_SECONDS = 1800.0
+# Hyper-parameters of the challengers, by model type (the forecasters' defaults where absent;
+# the neural models' epochs are capped by CLM_NEURAL_MAX_EPOCHS).
+CHALLENGER_PARAMS: dict[str, dict] = {}
 # One bar in this many is a training sample (neighbouring bars' labels overlap almost wholly).
 TRAIN_SAMPLE_EVERY = 3
 
@@ -224,10 +227,10 @@ def _dataset():
 
 
 def _train_and_judge(job: RetrainingJob) -> None:
+    from ai import training
     from ai.features.compute import FEATURE_VERSION, feature_set_hash
     from ai.features.labels import DEFAULT_BAND
     from ai.forecasters.base import forecaster_class
-    from ai.training import train_and_register
 
     _stage(job, "building the dataset")
     ds = _dataset()
@@ -241,9 +244,11 @@ def _train_and_judge(job: RetrainingJob) -> None:
         raise RetrainingRefused(f"too little history: {len(train)} training samples and {len(judge)} judging "
                                 f"samples in the last {settings.CLM_RETRAIN_DAYS} days (need 500 and 100)")
     _stage(job, f"training on {len(train):,} samples")
-    params = ({job.model_type: {"max_epochs": settings.CLM_NEURAL_MAX_EPOCHS}}
-              if job.model_type in (ModelType.NHITS, ModelType.PATCHTST) else None)
-    (outcome,) = train_and_register(ds.take(train), model_types=[job.model_type], promote="never", params=params)
+    params = dict(CHALLENGER_PARAMS.get(job.model_type, {}))
+    if job.model_type in (ModelType.NHITS, ModelType.PATCHTST):
+        params.setdefault("max_epochs", settings.CLM_NEURAL_MAX_EPOCHS)
+    (outcome,) = training.train_and_register(ds.take(train), model_types=[job.model_type], promote="never",
+                                    params={job.model_type: params})
     challenger = outcome.model_version
     RetrainingJob.objects.filter(pk=job.pk).update(challenger=challenger)
     job.challenger = challenger

@@ -64,12 +64,21 @@ def recent_feature_rows(*, window_bars: int, exchange: str | None = None, timefr
     return rows[np.isfinite(rows).all(axis=1)], names, last
 
 
+def drift_features(names: list[str]) -> list[str]:
+    """The features the feature part scores. Market-wide features (mkt_*) are one path shared by
+    every symbol: a day of it is one day of one series, which cannot sample its distribution
+    (on a calm simulated market they alone pushed the mean PSI past the threshold)."""
+    return [n for n in names if not n.startswith("mkt_")]
+
+
 def score_model(mv: ModelVersion, rows: np.ndarray, names: list[str], *, since: datetime, threshold: float
                 ) -> tuple[drift.DriftScore, dict[str, int]]:
     ref = mv.drift_reference or {}
     missing = {}
     if ref.get("features"):
-        fpsi = drift.feature_psi(ref["features"], rows, names)
+        scored = drift_features(names)
+        ref_features = {n: h for n, h in ref["features"].items() if n in scored}
+        fpsi = drift.feature_psi(ref_features, rows, names)
     else:
         fpsi, missing["feature_psi"] = {}, "no training reference stored with this model version"
     preds = recent_predictions(mv.model_type, str(mv.version), since=since)
@@ -98,7 +107,7 @@ def check_drift(*, now: datetime | None = None) -> list[DriftCheck]:
             threshold=threshold, detected=score.detected, parts=score.parts, top_features=score.top_features,
             missing=score.missing, trace_id=tracing.current_trace_id() or "", **counts)
         if score.detected:
-            _on_drift(mv, score, check, now)
+            check.job, check.action = _on_drift(mv, score, check, now)
         checks.append(check)
     DriftCheck.objects.filter(checked_at__lt=now - KEEP_CHECKS).delete()
     log.info("drift checked", scores={c.model_type: round(c.drift_score, 4) for c in checks},
@@ -106,7 +115,8 @@ def check_drift(*, now: datetime | None = None) -> list[DriftCheck]:
     return checks
 
 
-def _on_drift(mv: ModelVersion, score: drift.DriftScore, check: DriftCheck, now: datetime) -> None:
+def _on_drift(mv: ModelVersion, score: drift.DriftScore, check: DriftCheck, now: datetime
+              ) -> tuple[RetrainingJob | None, str]:
     cooldown = timedelta(minutes=settings.CLM_DRIFT_COOLDOWN_MINUTES)
     recent = (RetrainingJob.objects.filter(model_type=mv.model_type, trigger=JobTrigger.DRIFT,
                                            finished_at__gte=now - cooldown).order_by("-finished_at").first())
@@ -128,6 +138,7 @@ def _on_drift(mv: ModelVersion, score: drift.DriftScore, check: DriftCheck, now:
                                 threshold=score.threshold, parts=score.parts, job_id=job.pk if job else None)
     log.warning("drift detected", model_type=mv.model_type, version=mv.version, drift_score=score.drift_score,
                 parts=score.parts, top_features=score.top_features, action=action)
+    return job, action[:500]
 
 
 def supervise_quarantine() -> dict[str, list[str]]:

@@ -175,7 +175,9 @@ FEED_POLL_SECONDS = read("FEED_POLL_SECONDS")
 # "moved a lot" (0.25) readings of PSI.
 CLM_DRIFT_THRESHOLD = read("CLM_DRIFT_THRESHOLD")
 CLM_DRIFT_CHECK_SECONDS = read("CLM_DRIFT_CHECK_SECONDS")  # how often every champion's drift is scored
-CLM_DRIFT_WINDOW_BARS = read("CLM_DRIFT_WINDOW_BARS")  # recent bars per symbol the score looks at (12 h of 5m)
+# Recent bars per symbol the score looks at: one day of 5m. Half a day mixes too little of the
+# market's own regimes for a calm market to stay under the threshold (docs/BENCHMARKS.md).
+CLM_DRIFT_WINDOW_BARS = read("CLM_DRIFT_WINDOW_BARS")
 # After a drift-triggered job of a type ends, drift starts no new one for that type for this
 # long (scheduled and operator requests still do): a market that stays moved is judged once.
 CLM_DRIFT_COOLDOWN_MINUTES = read("CLM_DRIFT_COOLDOWN_MINUTES")
