@@ -102,12 +102,13 @@ def check_drift(*, now: datetime | None = None) -> list[DriftCheck]:
     checks = []
     for mv in registry.champions():
         score, counts = score_model(mv, X, names, since=since, threshold=threshold)
-        check = DriftCheck.objects.create(
-            model_version=mv, model_type=mv.model_type, checked_at=now, drift_score=score.drift_score,
-            threshold=threshold, detected=score.detected, parts=score.parts, top_features=score.top_features,
-            missing=score.missing, trace_id=tracing.current_trace_id() or "", **counts)
-        if score.detected:
-            check.job, check.action = _on_drift(mv, score, check, now)
+        with transaction.atomic():  # the check, its job and DRIFT_DETECTED are seen together or not at all
+            check = DriftCheck.objects.create(
+                model_version=mv, model_type=mv.model_type, checked_at=now, drift_score=score.drift_score,
+                threshold=threshold, detected=score.detected, parts=score.parts, top_features=score.top_features,
+                missing=score.missing, trace_id=tracing.current_trace_id() or "", **counts)
+            if score.detected:
+                check.job, check.action = _on_drift(mv, score, check, now)
         checks.append(check)
     DriftCheck.objects.filter(checked_at__lt=now - KEEP_CHECKS).delete()
     log.info("drift checked", scores={c.model_type: round(c.drift_score, 4) for c in checks},
