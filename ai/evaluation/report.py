@@ -2,8 +2,10 @@
 
 Plots (matplotlib, Agg backend): equity.png (net equity of the ensemble, each model and the
 baselines), calibration.png (observed up-rate against predicted probability, deciles),
-accuracy.png (accuracy per fold over time, each model and the ensemble). The JSON leads with
-the verdict: whether the ensemble beat the baselines, stated plainly either way.
+accuracy.png (accuracy per fold over time, each model and the ensemble), and, when the result
+has a `sizing` section (ai/evaluation/sizing.py), sizing.png (net equity of PPO-capped-by-Kelly
+and Kelly-only sizing over the same positions). The JSON leads with the verdict: whether the
+ensemble beat the baselines, stated plainly either way.
 """
 from __future__ import annotations
 
@@ -125,6 +127,32 @@ def _plot_accuracy(result, path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_sizing(sizing, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(10, 5))
+    labels = {"ppo": ("PPO capped by Kelly", "tab:purple", "-"), "kelly": ("Kelly-only", "tab:green", "--")}
+    for name, f in sizing["sizers"].items():
+        label, color, ls = labels.get(name, (name, None, "-"))
+        e = f["equity"]
+        ax.plot(_dates(e["t_ms"]), e["equity"], lw=1.8, color=color, ls=ls,
+                label=f"{label}: {f['total_return']:+.2%}, max DD {f['max_drawdown']:.2%}")
+    ax.axhline(1.0, color="k", lw=0.5)
+    iv = sizing["difference_per_position"]
+    interval = ("" if iv["lo"] is None else
+                f"; PPO - Kelly per position {iv['mean'] * 1e4:+.3f} bp, 95% [{iv['lo'] * 1e4:+.3f}, "
+                f"{iv['hi'] * 1e4:+.3f}] bp")
+    ax.set_title(f"RL sizing out of sample, same {sizing['positions']['n_positions']} positions (simulated market, "
+                 f"planted alpha {sizing['market']['alpha']}){interval}\nVerdict: PPO {sizing['verdict']} "
+                 "vs Kelly-only", fontsize=9)
+    ax.set_ylabel("equity (start = 1)")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
+    fig.autofmt_xdate()
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(result: dict[str, Any], root: Path | None = None, params: dict | None = None) -> Path:
     """Write report.json and the plots into a new <root>/<UTC timestamp>/; return that folder."""
     root = Path(root) if root is not None else reports_root()
@@ -135,6 +163,9 @@ def write_report(result: dict[str, Any], root: Path | None = None, params: dict 
     _plot_equity(result, folder / plots["equity"])
     _plot_calibration(result, folder / plots["calibration"])
     _plot_accuracy(result, folder / plots["accuracy"])
+    if result.get("sizing"):
+        plots["sizing"] = "sizing.png"
+        _plot_sizing(result["sizing"], folder / plots["sizing"])
     doc = {"created_at": stamp, "verdict": result["verdict"], "summary": summary_rows(result),
            "params": params or {}, "plots": plots, **{k: v for k, v in result.items() if k != "verdict"}}
     (folder / "report.json").write_text(json.dumps(doc, indent=1, allow_nan=False, default=_json_default))

@@ -61,7 +61,6 @@ import numpy as np
 from ai.ensemble import DEFAULT_MIN_CONFIDENCE, vote
 from ai.evaluation.walkforward import BARS_PER_YEAR_5M, Costs, bootstrap_mean_interval, decision_grid
 from ai.sizing import agent as agent_mod
-from ai.sizing.env import causal_volatility
 from core.enums import SignalAction
 
 PPO = "ppo"
@@ -231,8 +230,14 @@ def positions_from_signals(ohlcv: Mapping[str, np.ndarray], ds, p_up: np.ndarray
     grid = set(decision_grid(ds.t_ms[eval_idx], h, config.bar_ms).tolist())
     idx = np.array([i for i in eval_idx if int(ds.t_ms[i]) in grid], dtype=np.int64)
     idx = idx[np.lexsort((ds.symbol[idx], ds.t_ms[idx]))]
-    vols = {s: causal_volatility(b[:, 4], VOLATILITY_BARS) for s, b in ohlcv.items()}
+    log_returns = {s: np.diff(np.log(b[:, 4]), prepend=np.nan) for s, b in ohlcv.items()}
     times = {s: b[:, 0].astype(np.int64) for s, b in ohlcv.items()}
+
+    def volatility(sym: str, t: int) -> float:
+        # env.causal_volatility at one bar: the std of the last 20 log returns ending at t
+        row = int(np.searchsorted(times[sym], t))
+        return float(np.std(log_returns[sym][row - VOLATILITY_BARS + 1:row + 1])) if row >= VOLATILITY_BARS else 0.0
+
     keep, direction = [], []
     for i in idx:
         v = vote({config.forecaster: float(p_up[i])}, {config.forecaster: 1.0},
@@ -242,8 +247,8 @@ def positions_from_signals(ohlcv: Mapping[str, np.ndarray], ds, p_up: np.ndarray
             direction.append(1.0 if v.action == SignalAction.BUY else -1.0)
     keep = np.array(keep, dtype=np.int64)
     direction = np.array(direction, dtype=np.float64)
-    vol = np.array([vols[s][np.searchsorted(times[s], t)] for s, t in zip(ds.symbol[keep], ds.t_ms[keep],
-                                                                           strict=True)], dtype=np.float64)
+    vol = np.array([volatility(str(s), int(t)) for s, t in zip(ds.symbol[keep], ds.t_ms[keep], strict=True)],
+                   dtype=np.float64)
     outcome = direction * np.expm1(ds.fwd_log_return[keep]) - 2.0 * config.costs.per_side
     return Positions(t_ms=ds.t_ms[keep].astype(np.int64), symbol=ds.symbol[keep], direction=direction,
                      probability_up=p_up[keep], volatility=np.nan_to_num(vol), outcome=outcome), len(idx)
@@ -273,6 +278,7 @@ def run_sizer(positions: Positions, period_times: np.ndarray, agent: agent_mod.T
     n = len(positions)
     size, pnl, roe, action = np.zeros(n), np.zeros(n), np.zeros(n), np.ones(n)
     binding = np.zeros(n, dtype=np.int64)  # index into CAPS: which cap set the size
+    fraction = np.zeros(n)  # size / equity at entry
     equity = config.equity_usd
     day, day_start = None, equity
     history: list[float] = []  # PnL (USD) of positions with a size, oldest first: the experience
@@ -301,12 +307,14 @@ def run_sizer(positions: Positions, period_times: np.ndarray, agent: agent_mod.T
             gross_open += size[i]
         pnl[lo:hi] = size[lo:hi] * positions.outcome[lo:hi]
         roe[lo:hi] = pnl[lo:hi] / equity if equity > 0 else 0.0
+        fraction[lo:hi] = size[lo:hi] / equity if equity > 0 else 0.0
         history.extend(float(x) for x, s in zip(pnl[lo:hi], size[lo:hi], strict=True) if s > 0)
         before = equity
         equity = equity + float(pnl[lo:hi].sum())
         period_ret.append(equity / before - 1.0 if before > 0 else 0.0)
         period_equity.append(equity / config.equity_usd)
     return {"size_usd": size, "pnl_usd": pnl, "return_on_equity": roe, "agent_action": action, "binding": binding,
+            "size_fraction": fraction,
             "period_t_ms": np.asarray(period_times, dtype=np.int64), "period_returns": np.array(period_ret),
             "equity": np.array(period_equity)}
 
@@ -336,18 +344,30 @@ def figures(path: Mapping[str, Any], periods_per_year: float) -> dict[str, Any]:
 
 def compare(ppo: Mapping[str, Any], kelly: Mapping[str, Any], *, seed: int = 0) -> dict[str, Any]:
     """The paired per-position difference PPO - Kelly (return on equity) with its interval, and
-    the verdict word."""
-    diff = np.asarray(ppo["return_on_equity"]) - np.asarray(kelly["return_on_equity"])
-    iv = bootstrap_mean_interval(diff, seed=seed)
+    the verdict word read from it.
+
+    Under `decide()` the agent can only shrink what Kelly allows, so a PPO that loses here may
+    just be a smaller Kelly. `allocation_per_position` separates that: PPO against Kelly-only
+    scaled by a constant to the same mean share of equity (c = mean PPO share / mean Kelly
+    share). Above zero, the agent puts more on the better positions; a constant scale-down
+    gives exactly zero."""
+    roe_p, roe_k = np.asarray(ppo["return_on_equity"]), np.asarray(kelly["return_on_equity"])
+    iv = bootstrap_mean_interval(roe_p - roe_k, seed=seed)
+    frac_p, frac_k = np.asarray(ppo["size_fraction"]), np.asarray(kelly["size_fraction"])
+    scale = float(frac_p.mean() / frac_k.mean()) if len(frac_k) and frac_k.mean() > 0 else 0.0
+    allocation = bootstrap_mean_interval(roe_p - scale * roe_k, seed=seed)
+    return {"difference_per_position": iv, "verdict": _word(iv),
+            "allocation_per_position": {**allocation, "kelly_scale": scale}, "allocation_verdict": _word(allocation)}
+
+
+def _word(iv: Mapping[str, Any]) -> str:
     if iv["lo"] is None:
-        word = INDISTINGUISHABLE
-    elif iv["lo"] > 0:
-        word = BETTER
-    elif iv["hi"] < 0:
-        word = WORSE
-    else:
-        word = INDISTINGUISHABLE
-    return {"difference_per_position": iv, "verdict": word}
+        return INDISTINGUISHABLE
+    if iv["lo"] > 0:
+        return BETTER
+    if iv["hi"] < 0:
+        return WORSE
+    return INDISTINGUISHABLE
 
 
 ProgressFn = Callable[[str], None]
@@ -455,6 +475,12 @@ def statements(figs: Mapping[str, Any], cmp: Mapping[str, Any], n_positions: int
     if iv["lo"] is not None:
         lines.append(f"PPO - Kelly per position {_bp(iv['mean'])} of equity, 95% interval "
                      f"[{_bp(iv['lo'])}, {_bp(iv['hi'])}] (paired block bootstrap, {iv['n']} positions).")
+    al = cmp["allocation_per_position"]
+    if al["lo"] is not None:
+        how = {BETTER: "puts more on the better positions", WORSE: "puts more on the worse positions",
+               INDISTINGUISHABLE: "allocates no better than a constant fraction of Kelly"}[cmp["allocation_verdict"]]
+        lines.append(f"Against Kelly-only scaled to PPO's mean size (x{al['kelly_scale']:.3f}), PPO {how}: "
+                     f"{_bp(al['mean'])} per position, 95% interval [{_bp(al['lo'])}, {_bp(al['hi'])}].")
     word = cmp["verdict"]
     if word == INDISTINGUISHABLE:
         lines.append("Verdict: PPO sizing is not distinguishable from Kelly-only beyond noise.")

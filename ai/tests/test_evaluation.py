@@ -113,8 +113,10 @@ def test_evaluate_models_end_to_end_writes_the_report_and_lists_it(settings, tmp
     settings.REPORTS_DIR = str(tmp_path / "reports")
     seed_history(days=3, seed=2)
     out = StringIO()
+    # The sizing comparison trains a PPO agent (about a minute); its wiring is tested in
+    # test_sizing_evaluation.py.
     call_command("evaluate_models", "--models", "xgboost", "lightgbm", "--folds", "3", "--sample-every", "2",
-                 "--seed", "3", stdout=out, stderr=StringIO())
+                 "--seed", "3", "--no-sizing", stdout=out, stderr=StringIO())
     text = out.getvalue()
     assert "ensemble" in text and "buy_and_hold" in text and "report:" in text
     folder = Path(text.strip().splitlines()[-1].split("report:", 1)[1].strip())

@@ -30,9 +30,16 @@ class Command(BaseCommand):
         parser.add_argument("--out", default=None, help="reports root (default: REPORTS_DIR or var/reports)")
         parser.add_argument("--no-null-control", action="store_true",
                             help="skip the control run on a simulated null market (nothing planted, same size)")
+        parser.add_argument("--no-sizing", action="store_true",
+                            help="skip the RL sizing comparison (PPO capped by Kelly vs Kelly-only, out of sample "
+                                 "on the simulated demo market)")
+        parser.add_argument("--sizing-days", type=int, default=40,
+                            help="days of simulated market for the sizing comparison (default 40)")
+        parser.add_argument("--sizing-timesteps", type=int, default=20_000,
+                            help="PPO timesteps of the sizing comparison's agent (default 20000, as the daily retrain)")
 
     def handle(self, *args, models, folds, bars, sample_every, seed, max_epochs, mode, horizon, exchange, timeframe,
-               taker_fee, slippage, out, no_null_control, **options):
+               taker_fee, slippage, out, no_null_control, no_sizing, sizing_days, sizing_timesteps, **options):
         from django.conf import settings
 
         from ai.evaluation.report import format_table, summary_rows, write_report
@@ -50,6 +57,8 @@ class Command(BaseCommand):
                                f"known: {', '.join(ModelType.values)}")
         if folds < 1 or sample_every < 1 or horizon < 1 or (bars is not None and bars < 1):
             raise CommandError("--folds, --sample-every, --horizon and --bars must be positive")
+        if sizing_days < 5 or sizing_timesteps < 1:
+            raise CommandError("--sizing-days must be at least 5 and --sizing-timesteps positive")
         costs = Costs(**{k: v for k, v in (("taker_fee_rate", taker_fee), ("slippage_rate", slippage))
                          if v is not None})
         band = neutral_band(costs.taker_fee_rate, costs.slippage_rate)
@@ -89,6 +98,16 @@ class Command(BaseCommand):
             except (SplitError, ValueError) as exc:
                 raise CommandError(f"null-market control failed: {exc}") from None
             result["verdict"]["statements"].extend(result["controls"]["null_market"]["statements"])
+        if not no_sizing:
+            self.stdout.write("RL sizing: PPO capped by Kelly vs Kelly-only, out of sample on the simulated demo "
+                              "market ...")
+            try:
+                result["sizing"] = _sizing(costs=costs, seed=seed, horizon=horizon, days=sizing_days,
+                                           timesteps=sizing_timesteps, timeframe=timeframe, say=self.stdout.write)
+            except (SplitError, ValueError) as exc:
+                raise CommandError(f"sizing comparison failed: {exc}") from None
+            result["verdict"]["statements"].extend(result["sizing"]["statements"])
+            params.update(sizing_days=sizing_days, sizing_timesteps=sizing_timesteps)
         folder = write_report(result, root=out, params=params)
         rows = summary_rows(result)
         EvaluationReport.objects.create(created_at=datetime.now(UTC), path=str(folder),
@@ -134,3 +153,19 @@ def _null_control(ds, config, timeframe: str, sample_every: int, horizon: int) -
                                             if k != "calibration"}},
             "baselines": {k: {"total_return": v["trading"]["total_return"]} for k, v in res["baselines"].items()},
             "statements": statements, "edge": bool(sig["edge"]), "span_bars": span_bars}
+
+
+def _sizing(*, costs, seed: int, horizon: int, days: int, timesteps: int, timeframe: str, say) -> dict:
+    """The RL sizing comparison (ai/evaluation/sizing.py) on the demo simulator at SIM_ALPHA,
+    seeded with --seed (market and agent), with the run's costs and horizon."""
+    from django.conf import settings
+
+    from ai.evaluation.sizing import SizingEvaluationConfig, evaluate_sizing
+    from trading.marketdata.timeframes import milliseconds
+    from trading.simulator.model import BAR_MS
+
+    if milliseconds(timeframe) != BAR_MS:
+        raise ValueError(f"the sizing comparison simulates 5m bars, not {timeframe} (use --no-sizing)")
+    config = SizingEvaluationConfig(days=days, market_seed=seed, agent_seed=seed, alpha=float(settings.SIM_ALPHA),
+                                    horizon=horizon, agent_timesteps=timesteps, costs=costs)
+    return evaluate_sizing(config, progress=lambda msg: say(f"  {msg}"))
