@@ -13,12 +13,13 @@ EMBEDDED_REDIS_PORT := 6390
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
-.PHONY: help install install-dev run stop test lint browser bench clean
+.PHONY: help install install-dev run stop test system lint browser bench clean
 
 help:
 	@echo "make run    - install, migrate, seed and start web + 4 workers + beat (supervisord)"
 	@echo "make stop   - stop everything make run started"
 	@echo "make test   - install test tools, ruff, the import contracts, then the whole suite (PostgreSQL + Redis)"
+	@echo "make system - the slow whole-system tests (a fresh make run in a clone trades and learns; ~15 min)"
 	@echo "make bench  - run the benchmarks in bench/ (results: docs/BENCHMARKS.md)"
 
 $(BIN)/python:
@@ -83,6 +84,10 @@ test: install-dev browser
 	$(BIN)/lint-imports --no-cache
 	DJANGO_SETTINGS_MODULE=qtweb.settings.test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	  $(BIN)/pytest $(PYTEST_ARGS)
+
+# The fresh demo must trade on its own: make run in a clone (ports 8000-8003 and 6390 must be free).
+system: install-dev
+	$(BIN)/pytest -m system tests/system $(PYTEST_ARGS)
 
 # Isolated services (database qt_bench, Redis db 12, ports 18301-18304): safe beside make test.
 bench: install-dev

@@ -5,100 +5,45 @@
 Clones the committed HEAD into a temporary folder, runs `make run` there with
 SIM_SPEED_FACTOR=<speed> and no DATABASE_URL/REDIS_URL (SQLite and the embedded Redis, as on a
 fresh machine; the clone reuses this checkout's .venv, so installing is not timed), and polls
-its database every 2 s. Prints, from the start of `make run`: the workers up (every worker's
-/health answers), the first signal.generated with an action other than HOLD, and the first
-order of an intent whose source is an AI signal; then `make stop`. Ports 8000-8003 and 6390
-must be free (nothing else `make run`-like running).
+its database every 2 s (tests/support/demo.py). Prints, from the start of `make run`: the
+workers up (every worker's /health answers), the first signal.generated with an action other
+than HOLD, the first order of an intent whose source is an AI signal, and (with --until-closed)
+the first position.closed; then `make stop`. Ports 8000-8003 and 6390 must be free.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import sqlite3
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HEALTH_PORTS = (8000, 8001, 8002, 8003)
-
-
-def _healthy() -> bool:
-    for port in HEALTH_PORTS:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                if r.status != 200:
-                    return False
-        except OSError:
-            return False
-    return True
-
-
-def _query(db: Path, sql: str):
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return con.execute(sql).fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return None
+from tests.support import demo
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--speed", type=float, default=60.0)
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--until-closed", action="store_true", help="also wait for the first position.closed")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="qt-demo-bench-"))
-    clone = work / "qt"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    (clone / ".venv").symlink_to(ROOT / ".venv")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
-    env["SIM_SPEED_FACTOR"] = str(args.speed)
-    log = open(work / "make-run.log", "w")  # noqa: SIM115 - the child writes it until make stop; closed below
-    t0 = time.monotonic()
-    proc = subprocess.Popen(["make", "run"], cwd=clone, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    db = clone / "var" / "quantum_trader.sqlite3"
-    marks: dict[str, float] = {}
-    try:
-        while time.monotonic() - t0 < args.timeout and proc.poll() is None:
-            now = time.monotonic() - t0
-            if "workers_up" not in marks and _healthy():
-                marks["workers_up"] = now
-                print(f"[{now:6.0f}s] every /health answers", file=sys.stderr)
-            if "first_trade_signal" not in marks and _query(
-                    db, "SELECT 1 FROM qtweb_event WHERE type='signal.generated' "
-                        "AND payload NOT LIKE '%\"action\": \"HOLD\"%' LIMIT 1"):
-                marks["first_trade_signal"] = now
-                print(f"[{now:6.0f}s] first BUY/SELL signal", file=sys.stderr)
-            if _query(db, "SELECT 1 FROM trading_order o JOIN trading_executionintent i ON o.intent_id = i.id "
-                          "WHERE i.source = 'signal' LIMIT 1"):
-                marks["first_ai_order"] = now
-                print(f"[{now:6.0f}s] first AI-driven order", file=sys.stderr)
+    with demo.DemoRun(speed=args.speed) as run:
+        steps = [("workers_up", demo.healthy), ("first_trade_signal", demo.FIRST_TRADE_SIGNAL),
+                 ("first_ai_order", demo.FIRST_AI_ORDER)]
+        if args.until_closed:
+            steps.append(("first_position_closed", demo.FIRST_POSITION_CLOSED))
+        for name, check in steps:
+            at = run.wait(name, check, timeout=max(1.0, args.timeout - run.elapsed()))
+            seen = f"{at:.0f} s" if at else "not seen"
+            print(f"[{run.elapsed():6.0f}s] {name.replace('_', ' ')}: {seen}", file=sys.stderr)
+            if at is None:
                 break
-            time.sleep(2)
-    finally:
-        subprocess.run(["make", "stop"], cwd=clone, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-        log.close()
+        marks = dict(run.marks)
     print("| from `make run` start | seconds |")
     print("| --- | --- |")
-    for key in ("workers_up", "first_trade_signal", "first_ai_order"):
-        print(f"| {key.replace('_', ' ')} | {marks[key]:.0f} |" if key in marks else f"| {key.replace('_', ' ')} | "
-              f"not within {args.timeout:.0f} s |")
+    for name, _ in steps:
+        print(f"| {name.replace('_', ' ')} | {marks[name]:.0f} |" if name in marks
+              else f"| {name.replace('_', ' ')} | not within {args.timeout:.0f} s |")
     if "first_ai_order" in marks and "workers_up" in marks:
         print(f"\nworkers up -> first AI-driven order: {marks['first_ai_order'] - marks['workers_up']:.0f} s "
               f"(speed {args.speed:g})")
-    shutil.rmtree(work, ignore_errors=True)
     return 0 if "first_ai_order" in marks else 1
 
 
