@@ -9,7 +9,9 @@ from qtweb.events.push import DASHBOARD_GROUP
 # Event types the health grid needs. Later dashboard panels add theirs here.
 FORWARDED_TYPES = {"service.heartbeat", "health.status", "system.alert",
                    # the risk panel (static/dashboard/risk-panel.js): the mode and the open positions
-                   "system.mode_changed", "position.opened", "position.closed"}
+                   "system.mode_changed", "position.opened", "position.closed",
+                   # the learning panel (static/dashboard/learning-panel.js)
+                   "learning.event"}
 # Close code for "not logged in" (4000-4999 are application codes).
 CLOSE_UNAUTHENTICATED = 4401
 

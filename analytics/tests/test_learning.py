@@ -273,3 +273,28 @@ def test_performance_decay_counts_only_moves_beyond_the_fee_band(market):
         forward_log_return=0.0005)
     p, y = recent_outcomes("xgboost", str(mv.version), limit=100, beyond_band=True)
     assert len(p) == 6 and np.all((p > 0.5) == y)
+
+
+def test_a_challenger_built_for_other_features_fails_the_job_and_the_champion_keeps_serving(market, monkeypatch):
+    import ai.features.compute
+
+    monkeypatch.setattr(jobs, "CHALLENGER_PARAMS", XGB_FAST)
+    serving = champion(n_estimators=20)
+    # what the serving side expects now differs from what the challenger was trained on
+    monkeypatch.setattr(ai.features.compute, "feature_set_hash", lambda *a, **k: "f" * 64)
+    done = jobs.run_job(jobs.request_retraining(model_type="xgboost", trigger="manual").pk)
+    assert done.status == JobStatus.FAILED and "feature" in done.error.lower(), done.error
+    assert ModelVersion.objects.get(pk=serving.pk).status == ModelStatus.CHAMPION
+    assert ModelVersion.objects.get(pk=done.challenger_id).status == ModelStatus.RETIRED
+
+
+def test_scheduled_retraining_asks_one_job_per_serving_type_and_skips_an_active_one(db, clean_cache):
+    from tests.support.learning import model_version
+
+    model_version("xgboost", 3, ModelStatus.CHAMPION)
+    model_version("nhits", 1, ModelStatus.CHAMPION)
+    model_version("lightgbm", 2, ModelStatus.RETIRED)
+    busy = jobs.request_retraining(model_type="nhits", trigger="manual")
+    scheduled = jobs.request_scheduled()
+    assert [(j.model_type, j.trigger) for j in scheduled] == [("xgboost", "scheduled")]
+    assert RetrainingJob.objects.filter(model_type="nhits").get().pk == busy.pk
