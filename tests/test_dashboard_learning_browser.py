@@ -32,9 +32,9 @@ def _seed():
     get_user_model().objects.create_user("learner", password=PASSWORD)
     t = datetime.now(UTC)
     mv = ModelVersion.objects.create(
-        model_type="xgboost", version=4, status=ModelStatus.CHAMPION, created_at=t, training_start=t - timedelta(days=9),
-        training_end=t - timedelta(days=1), feature_version="2", feature_hash="h" * 64, artifact_path="/nonexistent",
-        artifact_checksum="0" * 64)
+        model_type="xgboost", version=4, status=ModelStatus.CHAMPION, created_at=t,
+        training_start=t - timedelta(days=9), training_end=t - timedelta(days=1), feature_version="2",
+        feature_hash="h" * 64, artifact_path="/nonexistent", artifact_checksum="0" * 64)
     DriftCheck.objects.create(model_version=mv, model_type="xgboost", checked_at=t, drift_score=0.07, threshold=0.15,
                               detected=False, parts={"feature_psi": 0.07})
     return mv
