@@ -141,7 +141,7 @@ def _plot_sizing(sizing, path: Path) -> None:
                 f"; PPO - Kelly per position {iv['mean'] * 1e4:+.3f} bp, 95% [{iv['lo'] * 1e4:+.3f}, "
                 f"{iv['hi'] * 1e4:+.3f}] bp")
     ax.set_title(f"RL sizing out of sample, same {sizing['positions']['n_positions']} positions (simulated market, "
-                 f"planted alpha {sizing['market']['alpha']}){interval}\nVerdict: PPO {sizing['verdict']} "
+                 f"planted alpha {sizing['simulated_market']['alpha']}){interval}\nVerdict: PPO {sizing['verdict']} "
                  "vs Kelly-only", fontsize=9)
     ax.set_ylabel("equity (start = 1)")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))

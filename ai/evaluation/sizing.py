@@ -428,7 +428,7 @@ def summarize(c: SizingComparison) -> dict[str, Any]:
     return {
         "config": {**{k: v for k, v in asdict(config).items() if k != "costs"},
                    "taker_fee_rate": config.costs.taker_fee_rate, "slippage_rate": config.costs.slippage_rate},
-        "market": {"simulator": "trading.simulator demo universe", "alpha": config.alpha,
+        "simulated_market": {"simulator": "trading.simulator demo universe", "alpha": config.alpha,
                    "seed": config.market_seed, "days": config.days, "n_symbols": c.n_symbols,
                    "planted": "the effect is planted by the simulator (SIM_ALPHA); it says nothing about a "
                               "real market"},

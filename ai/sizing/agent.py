@@ -30,6 +30,8 @@ FEATURE_VERSION = "rl-sizing-v1"
 FEATURE_HASH = sha256_hex(("|".join(OBS_NAMES) + "|action=fraction_of_allowed").encode())
 ARTIFACT_FILE = "ppo.zip"
 NO_AGENT_REASON = "no trained agent: Kelly-only sizing"
+KELLY_MODE_REASON = ("RL_SIZING_MODE=kelly: Kelly-only sizing (the PPO agent measured worse out of sample; "
+                     "see the evaluation report's sizing section)")
 DEFAULT_PAYOFF_RATIO = 1.0
 
 
@@ -123,7 +125,7 @@ def decide(symbol: str, probability_up: float, volatility: float, drawdown: floa
            recent_pnl: float, equity_usd, allowed_size_usd, payoff_ratio: float = DEFAULT_PAYOFF_RATIO, *,
            action: str | None = None, agent: TrainedAgent | None = None, max_position_usd=None,
            kelly_multiplier: float = kelly_mod.DEFAULT_KELLY_FRACTION,
-           max_kelly_fraction: float = kelly_mod.DEFAULT_MAX_FRACTION) -> dict:
+           max_kelly_fraction: float = kelly_mod.DEFAULT_MAX_FRACTION, no_agent_reason: str = NO_AGENT_REASON) -> dict:
     """An RlDecision payload (dict) for one signal. `action` defaults to the side of probability_up."""
     p_up = float(np.clip(probability_up, 0.0, 1.0))
     if action is None:
@@ -137,7 +139,7 @@ def decide(symbol: str, probability_up: float, volatility: float, drawdown: floa
                   f"{k:.4f} of equity (p={p_win:.3f}, b={payoff_ratio:.3f}) and the policy")
     else:
         agent_action = 1.0
-        reason = NO_AGENT_REASON
+        reason = no_agent_reason
     if action == SignalAction.HOLD:
         size = Decimal("0.00")
         reason = f"{reason}; signal is HOLD: no position"

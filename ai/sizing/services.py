@@ -169,10 +169,13 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
     timeframe = sig.timeframe.value
     volatility = _memoised(("volatility", symbol, timeframe), STATS_MEMO_SECONDS,
                            lambda: symbol_volatility(symbol, timeframe, exchange=settings.MARKET_EXCHANGE))
-    if agent is None and use_latest_agent:
+    kelly_only = settings.RL_SIZING_MODE == "kelly"
+    if agent is None and use_latest_agent and not kelly_only:
         agent = agent_mod.latest_agent()
+    no_agent = agent_mod.KELLY_MODE_REASON if kelly_only else agent_mod.NO_AGENT_REASON
     decision = agent_mod.decide(symbol, p_up, volatility, drawdown, exposure, recent_pnl, equity, allowed_size_usd,
-                                payoff, action=action, agent=agent, max_position_usd=max_position_usd)
+                                payoff, action=action, agent=agent, max_position_usd=max_position_usd,
+                                no_agent_reason=no_agent)
     envelope = publish(EventType.RL_DECISION, {**decision, **carried, "account_snapshot_age_seconds": snapshot_age},
                        trace_id=trace_id)
     cache.set(_entry_key(symbol), {

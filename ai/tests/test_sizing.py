@@ -184,7 +184,7 @@ def test_size_signal_publishes_one_rl_decision_with_the_signals_trace_id(no_agen
     assert row.trace_id == "trace-sizing-0001" == env.trace_id
     p = row.payload
     assert p["symbol"] == "BTC/USDT" and p["action"] == "BUY" and p["agent_trained"] is False
-    assert p["reason"] == agent_mod.NO_AGENT_REASON
+    assert p["reason"] == agent_mod.KELLY_MODE_REASON  # the default sizer
     assert p["kelly_fraction"] == pytest.approx(0.25 * 0.4)  # p_up = 0.7, payoff 1
     assert Decimal(p["final_size_usd"]) == Decimal("1000.00")
 
@@ -229,7 +229,7 @@ def test_retrain_task_is_routed_to_learning_and_scheduled():
 
 
 @pytest.mark.django_db
-def test_retrain_on_the_paper_market_then_size_signal_uses_the_agent(no_agents):
+def test_retrain_on_the_paper_market_then_size_signal_uses_the_agent_in_ppo_mode(no_agents, settings):
     from ai.sizing.services import retrain, size_signal
     from qtweb.events.models import Event
     from trading.simulator.service import seed_history
@@ -239,11 +239,19 @@ def test_retrain_on_the_paper_market_then_size_signal_uses_the_agent(no_agents):
     assert out["path"].endswith("v1") and len(out["artifact_sha256"]) == 64
     learning = Event.objects.get(type="learning.event")
     assert learning.payload["kind"] == "retrain_completed" and learning.payload["model_version"] == "v1"
+    signal = {"symbol": "BTC/USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.8, "score": 0.6,
+              "ensemble_agreement": 1.0, "models_voted": 4}
+    # The default, Kelly-only, leaves the trained agent unused and says why.
+    size_signal(signal, trace_id="trace-sizing-0003", signal_event_id=uuid.uuid4(), drawdown=0.0, exposure=0.0,
+                equity_usd=Decimal("10000"), allowed_size_usd=Decimal("3000"), max_position_usd=Decimal("900"))
+    kelly = Event.objects.get(type="rl.decision", trace_id="trace-sizing-0003").payload
+    assert kelly["agent_trained"] is False and kelly["reason"].startswith("RL_SIZING_MODE=kelly")
+    settings.RL_SIZING_MODE = "ppo"
     env = size_signal({"symbol": "BTC/USDT", "timeframe": "5m", "action": "BUY", "confidence": 0.8, "score": 0.6,
                        "ensemble_agreement": 1.0, "models_voted": 4}, trace_id="trace-sizing-0002",
                       signal_event_id=uuid.uuid4(), drawdown=0.0, exposure=0.0, equity_usd=Decimal("10000"),
                       allowed_size_usd=Decimal("3000"), max_position_usd=Decimal("900"))
-    p = Event.objects.get(type="rl.decision").payload
+    p = Event.objects.get(type="rl.decision", trace_id="trace-sizing-0002").payload
     assert env.trace_id == "trace-sizing-0002" and p["agent_trained"] is True and "PPO agent" in p["reason"]
     assert Decimal(p["final_size_usd"]) <= min(Decimal("900"), Decimal(str(p["agent_action"])) * 3000,
                                                Decimal(str(p["kelly_fraction"])) * 10000)

@@ -177,7 +177,7 @@ def test_figures_are_consistent_with_the_paths(comparison):
         assert f["mean_return_per_position"] == pytest.approx(path["return_on_equity"].mean())
         assert sum(f["binding_cap"].values()) == len(c.positions)
     assert s["positions"]["n_positions"] == len(c.positions) <= s["positions"]["n_signals"]
-    assert "planted" in s["market"]["planted"] and s["market"]["alpha"] == 0.5
+    assert "planted" in s["simulated_market"]["planted"] and s["simulated_market"]["alpha"] == 0.5
 
 
 def test_the_interval_is_a_real_interval_and_the_verdict_follows_it(comparison):

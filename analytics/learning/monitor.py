@@ -97,8 +97,11 @@ def check_drift(*, now: datetime | None = None) -> list[DriftCheck]:
     now = now or datetime.now(UTC)
     threshold = float(settings.CLM_DRIFT_THRESHOLD)
     window = int(settings.CLM_DRIFT_WINDOW_BARS)
-    X, names, _ = recent_feature_rows(window_bars=window)
-    since = now - timedelta(minutes=5 * window)
+    X, names, last_ms = recent_feature_rows(window_bars=window)
+    # The window ends at the market's last bar, which on a simulated market runs ahead of the
+    # wall clock (SIM_SPEED_FACTOR): predictions are selected by the bar they were made at.
+    end = datetime.fromtimestamp(last_ms / 1000, UTC) if last_ms is not None else now
+    since = end - timedelta(minutes=5 * window)
     checks = []
     for mv in registry.champions():
         score, counts = score_model(mv, X, names, since=since, threshold=threshold)

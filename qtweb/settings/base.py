@@ -157,6 +157,15 @@ MAX_PARALLEL_PREDICTIONS = read("MAX_PARALLEL_PREDICTIONS")  # concurrent infere
 # take before Kelly and the agent scale it down (the cap itself is the risk policy's
 # max_position_usd).
 RL_SIZING_ALLOWED_FRACTION = read("RL_SIZING_ALLOWED_FRACTION")
+# Which sizer serves: "kelly" (fractional Kelly capped by the policy; the default) or "ppo" (the
+# PPO agent, capped by the same Kelly size). Out of sample on the demo market PPO sized worse
+# than Kelly-only beyond noise (manage.py evaluate_models, sizing section; README "RL sizing
+# evaluated"): it mostly shrank every position. It stays trained daily so it can be re-judged.
+RL_SIZING_MODE = read("RL_SIZING_MODE")
+if RL_SIZING_MODE not in ("kelly", "ppo"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"RL_SIZING_MODE must be kelly or ppo, got {RL_SIZING_MODE!r}")
 # RL sizing refuses to size on an account snapshot older than this: three reconciliation
 # periods (the execution side also refreshes it on every fill).
 ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS = read("ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS")

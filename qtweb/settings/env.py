@@ -48,6 +48,7 @@ env = environ.Env(
     POSITION_MONITOR_SECONDS=(float, 10.0),
     RECONCILE_SECONDS=(float, 60.0),
     RL_SIZING_ALLOWED_FRACTION=(float, 0.1),
+    RL_SIZING_MODE=(str, "kelly"),
     ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS=(float, 180.0),
     SIM_SPEED_FACTOR=(float, 1.0),
     SIM_SEED=(int, 42),
