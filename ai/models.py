@@ -54,7 +54,7 @@ class ModelVersion(models.Model):
     drift_reference = models.JSONField(
         default=dict, blank=True,
         help_text="the training window's feature and validation-prediction histograms the drift score compares "
-                  "against (analytics/learning/drift.py)")
+                  "against (ai/evaluation/drift.py)")
     # A champion whose realized outcomes collapsed: it still predicts (so its recovery can be
     # seen) but has no say in the ensemble's vote until released.
     quarantined_at = models.DateTimeField(null=True, blank=True)

@@ -24,6 +24,14 @@ def load_tracker() -> PerformanceTracker:
     return PerformanceTracker.from_dict(data) if data else PerformanceTracker()
 
 
+def forget_model(model_type: str) -> None:
+    """A new champion of this type starts without its predecessor's record (the weights then come
+    from its validation Brier until it has MIN_OUTCOMES of its own)."""
+    tracker = load_tracker()
+    if tracker.outcomes.pop(model_type, None) is not None:
+        cache.set(TRACKER_KEY, tracker.as_dict(), timeout=KEEP_SECONDS)
+
+
 def record_outcomes(rows: Iterable[tuple[str, float, bool]]) -> int:
     """Add (model type, P(up), went up) outcomes, oldest first, to the live tracker."""
     tracker = load_tracker()

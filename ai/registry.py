@@ -92,8 +92,16 @@ def promote(model_version_id: int, *, reason: str, **event_fields: Any) -> Model
         mv.status, mv.promoted_at, mv.status_reason = ModelStatus.CHAMPION, _now(), reason
         mv.save(update_fields=["status", "promoted_at", "status_reason"])
         learning_event("model_promoted", mv, reason, **event_fields)
+        model_type = mv.model_type
+        transaction.on_commit(lambda: _forget_live_record(model_type))
     log.info("model promoted", model_type=mv.model_type, version=mv.version, reason=reason)
     return mv
+
+
+def _forget_live_record(model_type: str) -> None:
+    from ai.outcomes import forget_model
+
+    forget_model(model_type)
 
 
 def retire(model_version_id: int, *, reason: str, kind: str | None = None, **event_fields: Any) -> ModelVersion:

@@ -43,21 +43,25 @@ def _better(new: dict, champion: ModelVersion | None) -> tuple[bool, str]:
     return False, f"validation log-loss {new_ll:.4f} not below champion v{champion.version} {old_ll:.4f}"
 
 
-def drift_reference(dataset, train_idx, validation_p) -> dict:
+def drift_reference(feature_rows, feature_names, validation_p) -> dict:
     """What the drift score compares a model's recent world against: decile histograms of every
-    tabular feature over its training rows and of its P(up) on its validation rows
+    tabular feature over the rows of its training window and of its P(up) on its validation rows
     (ai/evaluation/drift.py). Sequence models read a subset of the same features."""
     from ai.evaluation.drift import feature_reference, histogram
 
-    return {"features": feature_reference(dataset.X_tab[train_idx], dataset.feature_names),
-            "prediction": histogram(validation_p)}
+    return {"features": feature_reference(feature_rows, feature_names), "prediction": histogram(validation_p)}
 
 
 def train_and_register(dataset, *, model_types: Iterable[str] = tuple(ModelType.values), seed: int = 42,
                        promote: str = "if_better", validation_fraction: float = 0.2,
                        params: dict[str, dict] | None = None,
-                       progress: Callable[[str, int, int, dict], None] | None = None) -> list[TrainingOutcome]:
-    """Fit each model type on the dataset's purged time split and register it."""
+                       progress: Callable[[str, int, int, dict], None] | None = None,
+                       reference_x_tab=None) -> list[TrainingOutcome]:
+    """Fit each model type on the dataset's purged time split and register it.
+
+    reference_x_tab: the feature rows of the training window for the drift reference, small
+    moves included (the training samples are selected by their future move, which live rows
+    are not: their volatility features would read as drift). Default: the training samples."""
     from ai.features.splits import train_validation_split
     from ai.forecasters.artifacts import training_window
     from ai.forecasters.base import forecaster_class
@@ -81,7 +85,8 @@ def train_and_register(dataset, *, model_types: Iterable[str] = tuple(ModelType.
         step = (lambda done, total, info, _t=model_type: progress(_t, done, total, dict(info))) if progress else None
         metrics = model.fit(X[train_idx], dataset.y[train_idx], X[val_idx], dataset.y[val_idx], seed=seed,
                             progress=step)
-        reference = drift_reference(dataset, train_idx, model.predict_proba_up(X[val_idx]))
+        reference = drift_reference(dataset.X_tab[train_idx] if reference_x_tab is None else reference_x_tab,
+                                    dataset.feature_names, model.predict_proba_up(X[val_idx]))
         directory = artifacts_root() / model_type / datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         written = model.save(directory, {
             "feature_version": dataset.feature_version, "feature_hash": dataset.feature_hash,

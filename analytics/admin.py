@@ -54,9 +54,14 @@ class RetrainingJobAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         from analytics.learning import jobs
 
-        job = jobs.request_retraining(model_type=form.cleaned_data["model_type"], trigger="manual",
-                                      reason=form.cleaned_data.get("reason") or "requested in the admin",
-                                      requested_by=request.user.username)
+        try:
+            job = jobs.request_retraining(model_type=form.cleaned_data["model_type"], trigger="manual",
+                                          reason=form.cleaned_data.get("reason") or "requested in the admin",
+                                          requested_by=request.user.username)
+        except jobs.JobAlreadyActive as exc:  # another request won the race since the form was checked
+            obj.pk = exc.job.pk
+            self.message_user(request, str(exc), messages.ERROR)
+            return
         obj.pk = job.pk
         self.message_user(request, f"retraining job {job.pk} queued for {job.model_type}", messages.SUCCESS)
 
@@ -74,6 +79,9 @@ class DriftCheckAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # the record of what the supervisor saw; pruned after 30 days
+
 
 @admin.register(PredictionOutcome)
 class PredictionOutcomeAdmin(admin.ModelAdmin):
@@ -88,3 +96,6 @@ class PredictionOutcomeAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the outcome store feeds drift and quarantine; pruned after 30 days

@@ -1,5 +1,6 @@
 """The learning manager's records: predictions and their outcomes, drift checks, retraining jobs."""
 from django.db import models
+from django.utils import timezone
 
 from core.limits import NAME_MAX, TEXT_MAX
 
@@ -19,7 +20,8 @@ class PredictionOutcome(models.Model):
     horizon_bars = models.PositiveSmallIntegerField()
     due_at = models.DateTimeField(help_text="when the horizon's last bar has closed")
     prob_up = models.FloatField()
-    resolved_at = models.DateTimeField(null=True, blank=True)
+    recorded_at = models.DateTimeField(default=timezone.now, help_text="when the store received it (wall clock)")
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="when its outcome was written (wall clock)")
     went_up = models.BooleanField(null=True, blank=True, help_text="close after the horizon > close at the bar")
     forward_log_return = models.FloatField(null=True, blank=True)
     unresolvable = models.CharField(max_length=TEXT_MAX, blank=True, default="",
@@ -32,7 +34,7 @@ class PredictionOutcome(models.Model):
         ordering = ["-bar_open_time"]
         indexes = [
             models.Index(fields=["resolved_at", "due_at"], name="outcome_pending"),
-            models.Index(fields=["model_type", "model_version", "resolved_at"], name="outcome_by_model"),
+            models.Index(fields=["model_type", "model_version", "bar_open_time"], name="outcome_by_model"),
             models.Index(fields=["trace_id", "symbol"], name="outcome_by_trace"),
         ]
 
@@ -46,7 +48,7 @@ class DriftCheck(models.Model):
     model_version = models.ForeignKey("ai.ModelVersion", on_delete=models.CASCADE, related_name="drift_checks")
     model_type = models.CharField(max_length=16)
     checked_at = models.DateTimeField(db_index=True)
-    drift_score = models.FloatField()
+    drift_score = models.FloatField(null=True, blank=True, help_text="empty: no part could be computed (unknown)")
     threshold = models.FloatField()
     detected = models.BooleanField()
     parts = models.JSONField(default=dict, help_text="feature_psi, prediction_psi, performance_decay")
@@ -65,6 +67,8 @@ class DriftCheck(models.Model):
         ordering = ["-checked_at"]
 
     def __str__(self) -> str:
+        if self.drift_score is None:
+            return f"{self.model_type} drift unknown"
         return f"{self.model_type} drift {self.drift_score:.3f} ({'DETECTED' if self.detected else 'ok'})"
 
 

@@ -11,7 +11,8 @@ def evaluate_health() -> None:
     evaluate()
 
 
-@queue_task(Queue.LEARNING, name="analytics.learning.resolve_outcomes", ignore_result=True,
+# Bookkeeping on the ops queue: the learning worker may be busy with a retraining job for minutes.
+@queue_task(Queue.OPS, name="analytics.learning.resolve_outcomes", ignore_result=True,
             soft_time_limit=120, time_limit=150)
 def resolve_outcomes_task() -> int:
     from analytics.learning.outcomes import resolve_due
@@ -48,7 +49,8 @@ def reap_jobs_task() -> dict:
     return reap_stale()
 
 
-@queue_task(Queue.LEARNING, name="analytics.learning.scheduled_retraining", ignore_result=True,
+# It only queues jobs: on the ops queue, so a busy learning worker never makes it miss its day.
+@queue_task(Queue.OPS, name="analytics.learning.scheduled_retraining", ignore_result=True,
             soft_time_limit=30, time_limit=60)
 def scheduled_retraining_task() -> list[int]:
     from analytics.learning.jobs import request_scheduled

@@ -70,7 +70,7 @@ SCHEDULES["qt:ai.sizing.retrain_rl_agent"] = Schedule(
 
 # --- the learning manager (analytics-os service) ---
 SCHEDULES["qt:analytics.learning.resolve_outcomes"] = Schedule(
-    task="analytics.learning.resolve_outcomes", every_seconds=60, queue=Queue.LEARNING, expires_seconds=55,
+    task="analytics.learning.resolve_outcomes", every_seconds=60, queue=Queue.OPS, expires_seconds=55,
     description="Outcome store: resolve predictions whose horizon closed; feed the ensemble's live weights",
 )
 SCHEDULES["qt:analytics.learning.check_drift"] = Schedule(
@@ -85,7 +85,7 @@ SCHEDULES["qt:analytics.learning.reap_jobs"] = Schedule(
 )
 SCHEDULES["qt:analytics.learning.scheduled_retraining"] = Schedule(
     task="analytics.learning.scheduled_retraining", every_seconds=_setting("CLM_RETRAINING_INTERVAL_HOURS") * 3600,
-    queue=Queue.LEARNING, expires_seconds=3600,
+    queue=Queue.OPS, expires_seconds=3600,
     description="Scheduled retraining: one challenger per model type, judged against its champion",
 )
 

@@ -111,6 +111,13 @@ def in_flight_entries(exchange: str, *, exclude_key: str = "") -> list[InFlightE
 # These return QuerySets (the API filters and paginates them further).
 
 
+def position_entry_trace(position_id: str | int) -> str | None:
+    """The trace id a position was opened under (its entry signal's), or None when unknown."""
+    if not str(position_id).isdigit():
+        return None
+    return Position.objects.filter(pk=int(position_id)).values_list("trace_id", flat=True).first() or None
+
+
 def position_list(*, exchange: str):
     """Positions on `exchange`, newest first."""
     return Position.objects.filter(exchange=exchange).select_related("symbol").order_by("-opened_at", "-pk")

@@ -13,7 +13,7 @@ lot):
 drift_score = the largest part present. Each part alone says the model no longer sees the world
 it was validated on; averaging would let two calm parts hide the third. A part is absent when
 there is too little to judge (fewer than MIN_ROWS rows or MIN_OUTCOMES outcomes) and is then
-recorded as such, never as 0.
+recorded as such, never as 0; with no part at all the score is None: unknown, not calm.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def performance_decay(validation_brier: float | None, recent_p: np.ndarray, rece
 
 @dataclass(frozen=True)
 class DriftScore:
-    drift_score: float
+    drift_score: float | None  # None: no part could be computed, the drift is unknown (not zero)
     threshold: float
     parts: dict[str, float]  # only the parts that could be computed
     top_features: dict[str, float] = field(default_factory=dict)  # the features that moved most
@@ -115,7 +115,7 @@ class DriftScore:
 
     @property
     def detected(self) -> bool:
-        return self.drift_score > self.threshold
+        return self.drift_score is not None and self.drift_score > self.threshold
 
 
 def combine(*, threshold: float, feature_psi_by_name: Mapping[str, float] | None, prediction_psi: float | None,
@@ -139,5 +139,5 @@ def combine(*, threshold: float, feature_psi_by_name: Mapping[str, float] | None
         parts["performance_decay"] = float(decay)
     else:
         why.setdefault("performance_decay", f"fewer than {MIN_OUTCOMES} realized outcomes or no validation Brier")
-    score = max(parts.values()) if parts else 0.0
-    return DriftScore(float(score), float(threshold), parts, top, {k: v for k, v in why.items() if k not in parts})
+    score = float(max(parts.values())) if parts else None
+    return DriftScore(score, float(threshold), parts, top, {k: v for k, v in why.items() if k not in parts})

@@ -10,7 +10,9 @@ decision per horizon, fees and slippage on every change of position). This is on
 step on the same recent window for both, net of costs.
 
 score = mean net return per decision period, in basis points. The challenger is promoted when
-its score beats the champion's by more than CLM_PROMOTION_MARGIN_BPS; otherwise it is rejected.
+its score beats the champion's by more than CLM_PROMOTION_MARGIN_BPS, the 95 % block-bootstrap
+interval of the paired per-period difference lies above zero, and it traded at least
+MIN_TRADES_TO_PROMOTE times; otherwise it is rejected.
 A champion trained on part of the judging window is judged partly in sample, which favours the
 champion: the comparison errs towards keeping what serves.
 """
@@ -33,6 +35,8 @@ from ai.evaluation.walkforward import (
 )
 
 BPS = 10_000.0
+# A challenger must have traded at least this often on the judging window to replace a champion.
+MIN_TRADES_TO_PROMOTE = 10
 
 
 @dataclass(frozen=True)
@@ -89,15 +93,34 @@ def score(p: np.ndarray, w: JudgingWindow, *, min_confidence: float = DEFAULT_MI
     }
 
 
-def decide(champion: dict[str, Any] | None, challenger: dict[str, Any], *, margin_bps: float
-           ) -> tuple[bool, str]:
-    """(promote?, why). Without a champion the challenger serves (the type had nothing)."""
+def decide(champion: dict[str, Any] | None, challenger: dict[str, Any], interval: dict[str, Any] | None, *,
+           margin_bps: float) -> tuple[bool, str]:
+    """(promote?, why). Without a champion the challenger serves (the type had nothing).
+
+    Otherwise all three must hold: the challenger's score beats the champion's by more than the
+    margin; the 95 % interval of the paired per-period difference lies above zero (a difference
+    the window's noise explains is no reason to swap models); and the challenger traded at least
+    MIN_TRADES_TO_PROMOTE times (one that never trades scores 0 and would beat any losing
+    champion by standing aside)."""
     if champion is None:
-        return True, "no champion of this type serves"
+        return True, (f"no champion of this type serves; challenger {challenger['score_bps']:+.2f} bps per period "
+                      "net of costs")
     diff = challenger["score_bps"] - champion["score_bps"]
+    low = interval.get("low_bps") if interval else None
     text = (f"challenger {challenger['score_bps']:+.2f} bps vs champion {champion['score_bps']:+.2f} bps per period "
-            f"net of costs ({diff:+.2f}; margin {margin_bps:.2f})")
-    return diff > margin_bps, text
+            f"net of costs ({diff:+.2f}, 95% [{_bps(low)}, {_bps(interval.get('high_bps') if interval else None)}]; "
+            f"margin {margin_bps:.2f}; challenger trades {challenger['n_trades']})")
+    if diff <= margin_bps:
+        return False, f"{text}: not better by the margin"
+    if low is None or low <= 0:
+        return False, f"{text}: the difference is within noise"
+    if challenger["n_trades"] < MIN_TRADES_TO_PROMOTE:
+        return False, f"{text}: fewer than {MIN_TRADES_TO_PROMOTE} trades"
+    return True, f"{text}: better beyond noise"
+
+
+def _bps(x) -> str:
+    return "n/a" if x is None else f"{x:+.2f}"
 
 
 def paired_interval(champion_p: np.ndarray, challenger_p: np.ndarray, w: JudgingWindow, *,

@@ -27,20 +27,24 @@ from ai import registry
 from ai.evaluation import drift
 from ai.models import ModelStatus, ModelVersion
 from analytics.learning import jobs
-from analytics.learning.outcomes import recent_outcomes, recent_predictions
+from analytics.learning.outcomes import outcomes_over_bars, recent_outcomes, recent_predictions
 from analytics.models import DriftCheck, JobTrigger, RetrainingJob
 from qtweb import tracing
 from qtweb.logging import get_logger
 
 log = get_logger(__name__)
 
-# Realized outcomes the performance part and the quarantine look at (about 1.5 h of 42 symbols).
+# Realized outcomes beyond the fee band the performance part looks at.
 PERFORMANCE_WINDOW = 300
-# A coin flip scores 0.25. Over 300 outcomes the Brier of a calibrated, skill-less model has a
-# standard error of about 0.004, so 0.30 is a collapse, not bad luck.
+# Quarantine looks at the outcomes of a model's last QUARANTINE_BARS bars (6 hours of 5m bars):
+# outcomes of one bar share the market's move and neighbouring bars' horizons overlap, so the
+# evidence grows with the hours covered more than with the count. A calibrated model without
+# skill scores about 0.25 whatever the market does; 0.30 takes confident predictions that were
+# wrong across many market moves.
+QUARANTINE_BARS = 72
+QUARANTINE_MIN_OUTCOMES = 200
 QUARANTINE_BRIER = 0.30
 RELEASE_BRIER = 0.26
-QUARANTINE_WINDOW = PERFORMANCE_WINDOW
 # Drift checks are kept this long (one row per champion per check).
 KEEP_CHECKS = timedelta(days=30)
 
@@ -71,14 +75,24 @@ def drift_features(names: list[str]) -> list[str]:
     return [n for n in names if not n.startswith("mkt_")]
 
 
+def model_features(model_type: str, names: list[str]) -> list[str]:
+    """The features whose drift concerns a model: the sequence models read only their channels."""
+    from ai.features.compute import DEFAULT_PARAMS
+    from ai.forecasters.base import forecaster_class
+
+    scored = drift_features(names)
+    if forecaster_class(model_type).input_kind == "seq":
+        scored = [n for n in scored if n in DEFAULT_PARAMS.seq_channels]
+    return scored
+
+
 def score_model(mv: ModelVersion, rows: np.ndarray, names: list[str], *, since: datetime, threshold: float
                 ) -> tuple[drift.DriftScore, dict[str, int]]:
     ref = mv.drift_reference or {}
     missing = {}
     if ref.get("features"):
-        scored = drift_features(names)
-        ref_features = {n: h for n, h in ref["features"].items() if n in scored}
-        fpsi = drift.feature_psi(ref_features, rows, names)
+        scored = model_features(mv.model_type, names)
+        fpsi = drift.feature_psi({n: h for n, h in ref["features"].items() if n in scored}, rows, names)
     else:
         fpsi, missing["feature_psi"] = {}, "no training reference stored with this model version"
     preds = recent_predictions(mv.model_type, str(mv.version), since=since)
@@ -104,28 +118,46 @@ def check_drift(*, now: datetime | None = None) -> list[DriftCheck]:
     since = end - timedelta(minutes=5 * window)
     checks = []
     for mv in registry.champions():
-        score, counts = score_model(mv, X, names, since=since, threshold=threshold)
-        with transaction.atomic():  # the check, its job and DRIFT_DETECTED are seen together or not at all
-            check = DriftCheck.objects.create(
-                model_version=mv, model_type=mv.model_type, checked_at=now, drift_score=score.drift_score,
-                threshold=threshold, detected=score.detected, parts=score.parts, top_features=score.top_features,
-                missing=score.missing, trace_id=tracing.current_trace_id() or "", **counts)
-            if score.detected:
-                check.job, check.action = _on_drift(mv, score, check, now)
-        checks.append(check)
+        try:
+            checks.append(_check_one(mv, X, names, since=since, threshold=threshold, now=now))
+        except Exception as exc:  # one model's broken reference must not stop the others' checks
+            log.exception("drift check failed for one model", model_type=mv.model_type, version=mv.version)
+            checks.append(DriftCheck.objects.create(
+                model_version=mv, model_type=mv.model_type, checked_at=now, drift_score=None, threshold=threshold,
+                detected=False, missing={"all": f"{type(exc).__name__}: {exc}"[:500]},
+                action="the check failed: drift unknown", trace_id=tracing.current_trace_id() or ""))
     DriftCheck.objects.filter(checked_at__lt=now - KEEP_CHECKS).delete()
-    log.info("drift checked", scores={c.model_type: round(c.drift_score, 4) for c in checks},
+    log.info("drift checked", scores={c.model_type: c.drift_score for c in checks},
              detected=[c.model_type for c in checks if c.detected])
     return checks
 
 
-def _on_drift(mv: ModelVersion, score: drift.DriftScore, check: DriftCheck, now: datetime
+def _check_one(mv: ModelVersion, rows: np.ndarray, names: list[str], *, since: datetime, threshold: float,
+               now: datetime) -> DriftCheck:
+    score, counts = score_model(mv, rows, names, since=since, threshold=threshold)
+    previous = DriftCheck.objects.filter(model_version=mv).order_by("-checked_at").values_list(
+        "detected", flat=True).first()
+    with transaction.atomic():  # the check, its job and DRIFT_DETECTED are seen together or not at all
+        check = DriftCheck.objects.create(
+            model_version=mv, model_type=mv.model_type, checked_at=now, drift_score=score.drift_score,
+            threshold=threshold, detected=score.detected, parts=score.parts, top_features=score.top_features,
+            missing=score.missing, action="" if score.drift_score is not None else "no part could be computed: "
+            "drift unknown", trace_id=tracing.current_trace_id() or "", **counts)
+        if score.detected:
+            check.job, check.action = _on_drift(mv, score, check, now, newly=not previous)
+    return check
+
+
+def _on_drift(mv: ModelVersion, score: drift.DriftScore, check: DriftCheck, now: datetime, *, newly: bool
               ) -> tuple[RetrainingJob | None, str]:
+    """Start a job unless one is active or the cooldown holds. DRIFT_DETECTED is published when
+    the drift is new (the previous check was calm) or a job starts; a drift that persists is
+    recorded on every check without repeating the event."""
     cooldown = timedelta(minutes=settings.CLM_DRIFT_COOLDOWN_MINUTES)
     recent = (RetrainingJob.objects.filter(model_type=mv.model_type, trigger=JobTrigger.DRIFT,
                                            finished_at__gte=now - cooldown).order_by("-finished_at").first())
     parts = f"; parts {', '.join(f'{k} {v:.3f}' for k, v in score.parts.items())}"
-    job, action = None, ""
+    job, action, started = None, "", False
     if recent is not None:
         action = (f"no new job: drift job {recent.pk} ended {recent.finished_at:%H:%M} UTC, within the "
                   f"{settings.CLM_DRIFT_COOLDOWN_MINUTES:g} min cooldown")
@@ -133,11 +165,11 @@ def _on_drift(mv: ModelVersion, score: drift.DriftScore, check: DriftCheck, now:
         try:
             job = jobs.request_retraining(model_type=mv.model_type, trigger=JobTrigger.DRIFT,
                                           reason=f"drift {score.drift_score:.3f} > {score.threshold:.3f}{parts}")
-            action = f"retraining job {job.pk} queued"
+            action, started = f"retraining job {job.pk} queued", True
         except jobs.JobAlreadyActive as exc:
             job, action = exc.job, f"retraining job {exc.job.pk} already {exc.job.status}"
-    with transaction.atomic():
-        DriftCheck.objects.filter(pk=check.pk).update(action=action[:500], job=job)
+    DriftCheck.objects.filter(pk=check.pk).update(action=action[:500], job=job)
+    if newly or started:
         registry.learning_event("drift_detected", mv, action, drift_score=score.drift_score,
                                 threshold=score.threshold, parts=score.parts, job_id=job.pk if job else None)
     log.warning("drift detected", model_type=mv.model_type, version=mv.version, drift_score=score.drift_score,
@@ -151,20 +183,23 @@ def supervise_quarantine() -> dict[str, list[str]]:
 
     quarantined, released = [], []
     for mv in ModelVersion.objects.filter(status=ModelStatus.CHAMPION):
-        p, y = recent_outcomes(mv.model_type, str(mv.version), limit=QUARANTINE_WINDOW,
-                               since=mv.quarantined_at)
-        if len(p) < QUARANTINE_WINDOW:
-            continue  # too few outcomes (since the quarantine began) to judge either way
+        p, y = outcomes_over_bars(mv.model_type, str(mv.version), n_bars=QUARANTINE_BARS,
+                                  recorded_since=mv.quarantined_at)
+        if len(p) < QUARANTINE_MIN_OUTCOMES:
+            continue  # too little (since the quarantine began) to judge either way
         b = brier(p, y)
-        facts: dict[str, Any] = {"metrics": {}, "parts": {"recent_brier": b, "outcomes": float(len(p))}}
-        if mv.quarantined_at is None and b > QUARANTINE_BRIER:
-            registry.quarantine(mv.pk, reason=f"Brier {b:.3f} over its last {len(p)} outcomes > {QUARANTINE_BRIER} "
-                                               "(a coin flip scores 0.25)", parts=facts["parts"])
-            quarantined.append(mv.model_type)
-        elif mv.quarantined_at is not None and b < RELEASE_BRIER:
-            registry.release(mv.pk, reason=f"Brier {b:.3f} over {len(p)} outcomes since its quarantine "
-                                            f"< {RELEASE_BRIER}", parts=facts["parts"])
-            released.append(mv.model_type)
+        facts = {"recent_brier": b, "outcomes": float(len(p))}
+        try:
+            if mv.quarantined_at is None and b > QUARANTINE_BRIER:
+                registry.quarantine(mv.pk, reason=f"Brier {b:.3f} over its last {len(p)} outcomes ({QUARANTINE_BARS} "
+                                                   f"bars) > {QUARANTINE_BRIER} (a coin flip scores 0.25)", parts=facts)
+                quarantined.append(mv.model_type)
+            elif mv.quarantined_at is not None and b < RELEASE_BRIER:
+                registry.release(mv.pk, reason=f"Brier {b:.3f} over {len(p)} outcomes since its quarantine "
+                                                f"< {RELEASE_BRIER}", parts=facts)
+                released.append(mv.model_type)
+        except registry.RegistryError as exc:  # retired or changed meanwhile: next run sees the new state
+            log.warning("quarantine decision skipped", model_type=mv.model_type, version=mv.version, reason=str(exc))
     return {"quarantined": quarantined, "released": released}
 
 
@@ -177,6 +212,7 @@ def drift_summary() -> list[dict[str, Any]]:
                     "quarantined": mv.quarantined_at is not None,
                     "checked_at": c.checked_at.isoformat() if c else None,
                     "drift_score": c.drift_score if c else None, "threshold": c.threshold if c else None,
+                    "unknown": c is None or c.drift_score is None,
                     "detected": c.detected if c else None, "parts": c.parts if c else {},
                     "missing": c.missing if c else {}, "action": c.action if c else ""})
     return out

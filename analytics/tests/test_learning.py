@@ -4,6 +4,7 @@ drift on a regime switch and none on a calm market, quarantine."""
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,13 +37,16 @@ def champion(*, first_days: float | None = None, n_estimators: int = 300) -> Mod
     """A champion trained on the whole history, or on its first days only (then it never saw the
     judging window, and had little to learn from)."""
     from ai.features.dataset import dataset_from_db
+    from ai.features.labels import DEFAULT_BAND
     from ai.training import train_and_register
 
-    ds = dataset_from_db("paper", "5m", sample_every=3)
+    everything = dataset_from_db("paper", "5m", sample_every=3, band=0.0)  # as train_models builds it
     if first_days is not None:
-        ds = ds.take(np.flatnonzero(ds.label_end_ms < ds.t_ms.min() + first_days * 86_400_000))
+        everything = everything.take(np.flatnonzero(
+            everything.label_end_ms < everything.t_ms.min() + first_days * 86_400_000))
+    ds = everything.take(np.flatnonzero(np.abs(everything.fwd_log_return) > DEFAULT_BAND))
     (o,) = train_and_register(ds, model_types=["xgboost"], promote="always",
-                              params={"xgboost": {"n_estimators": n_estimators}})
+                              params={"xgboost": {"n_estimators": n_estimators}}, reference_x_tab=everything.X_tab)
     return o.model_version
 
 
@@ -70,6 +74,7 @@ def test_a_job_trains_a_challenger_and_promotes_it_over_a_weak_champion_with_bot
     assert challenger.training_end.timestamp() * 1000 < done.result["judging_window"]["start_ms"]
     assert done.decision == "promoted", done.result["why"]
     assert done.challenger_score - done.champion_score > market.CLM_PROMOTION_MARGIN_BPS
+    assert done.result["difference_interval_bps"]["low_bps"] > 0 and done.result["challenger"]["n_trades"] >= 10
     assert ModelVersion.objects.filter(model_type="xgboost", status=ModelStatus.CHAMPION).get().pk == challenger.pk
     promoted = learning_events("model_promoted")[-1]
     assert promoted["job_id"] == job.pk and promoted["model_id"] == challenger.pk
@@ -145,13 +150,13 @@ def test_the_reaper_retries_a_job_whose_worker_died_then_fails_it_and_retires_it
     job = RetrainingJob.objects.create(model_type="xgboost", trigger="drift", status=JobStatus.RUNNING,
                                        requested_at=now, started_at=now, attempts=1, challenger=leftover,
                                        heartbeat_at=now - timedelta(seconds=market.CLM_JOB_STALE_SECONDS + 5))
-    assert jobs.reap_stale(now=now) == {"requeued": [job.pk], "failed": []}
+    assert jobs.reap_stale(now=now) == {"requeued": [job.pk], "failed": [], "resent": []}
     job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED
+    assert job.status == JobStatus.QUEUED and job.heartbeat_at is None
     # the second attempt dies too: no third
     RetrainingJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, attempts=2,
                                                    heartbeat_at=now - timedelta(minutes=10))
-    assert jobs.reap_stale(now=now) == {"requeued": [], "failed": [job.pk]}
+    assert jobs.reap_stale(now=now) == {"requeued": [], "failed": [job.pk], "resent": []}
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "worker lost" in job.error and "attempt 2 of 2" in job.error
     assert ModelVersion.objects.get(pk=leftover.pk).status == ModelStatus.RETIRED
@@ -159,8 +164,12 @@ def test_the_reaper_retries_a_job_whose_worker_died_then_fails_it_and_retires_it
     # a fresh heartbeat is left alone
     alive = RetrainingJob.objects.create(model_type="lightgbm", trigger="manual", status=JobStatus.RUNNING,
                                          requested_at=now, started_at=now, attempts=1, heartbeat_at=now)
-    assert jobs.reap_stale(now=now) == {"requeued": [], "failed": []}
+    assert jobs.reap_stale(now=now) == {"requeued": [], "failed": [], "resent": []}
     assert RetrainingJob.objects.get(pk=alive.pk).status == JobStatus.RUNNING
+    # a queued job whose message never left (the broker was down at commit) is sent again
+    unsent = RetrainingJob.objects.create(model_type="nhits", trigger="manual", status=JobStatus.QUEUED,
+                                          requested_at=now - timedelta(seconds=jobs.UNSENT_RESEND_SECONDS + 1))
+    assert jobs.reap_stale(now=now)["resent"] == [unsent.pk]
 
 
 def test_a_leftover_challenger_of_an_interrupted_attempt_is_retired_before_the_next(market, monkeypatch):
@@ -193,7 +202,7 @@ def test_drift_is_detected_after_a_regime_switch_but_not_on_the_calm_market(mark
     served = champion(n_estimators=20)
     (calm,) = check_drift()
     assert not calm.detected and calm.drift_score < market.CLM_DRIFT_THRESHOLD, calm.parts
-    assert calm.parts["feature_psi"] >= 0 and "performance_decay" in calm.missing
+    assert "feature_psi" in calm.parts and "performance_decay" in calm.missing
     assert not RetrainingJob.objects.exists()
 
     next_bar = simulator_now_ms() // 300_000 * 300_000 + 300_000
@@ -208,39 +217,46 @@ def test_drift_is_detected_after_a_regime_switch_but_not_on_the_calm_market(mark
     assert event["model_id"] == served.pk and event["model_type"] == "xgboost" and event["job_id"] == job.pk
     assert event["drift_score"] == pytest.approx(moved.drift_score) and event["threshold"] == 0.15
     assert event["parts"]["feature_psi"] == pytest.approx(moved.parts["feature_psi"])
-    # a storm of drift finds the active job: still one job
+    # a storm of drift finds the active job: still one job, and the event is not repeated
     for _ in range(3):
         (again,) = check_drift()
         assert again.detected and again.job_id == job.pk and "already queued" in again.action
-    assert RetrainingJob.objects.count() == 1
+    assert RetrainingJob.objects.count() == 1 and len(learning_events("drift_detected")) == 1
     # after a drift job ends, the cooldown holds further drift jobs of that type
     RetrainingJob.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, finished_at=datetime.now(UTC))
     (cooled,) = check_drift()
     assert cooled.detected and cooled.job_id is None and "cooldown" in cooled.action
     assert RetrainingJob.objects.count() == 1 and DriftCheck.objects.count() == 6
+    assert len(learning_events("drift_detected")) == 1
 
 
-def _outcomes(mv: ModelVersion, n: int, *, right: bool, start: datetime) -> None:
+SYMBOLS = ("BTC/USDT:USDT", "ETH/USDT:USDT", "SOL/USDT:USDT")
+
+
+def _outcomes(mv: ModelVersion, n_bars: int, *, right: bool, start: datetime) -> None:
+    """Resolved outcomes of `mv` at `n_bars` bars from `start`, one per symbol of SYMBOLS."""
     rows = []
-    for i in range(n):
-        up = bool(i % 2)
-        p = (0.8 if up else 0.2) if right else (0.2 if up else 0.8)
+    for i in range(n_bars):
         bar = start + timedelta(minutes=5 * i)
-        rows.append(PredictionOutcome(
-            event_id=f"00000000-0000-4000-8000-{mv.pk:04d}{int(right)}{i:07d}", trace_id="t", model_type=mv.model_type,
-            model_version=str(mv.version), symbol="BTC/USDT:USDT", timeframe="5m", bar_open_time=bar,
-            horizon_bars=12, due_at=bar + timedelta(hours=1), prob_up=p, resolved_at=bar + timedelta(hours=1),
-            went_up=up, forward_log_return=0.01 if up else -0.01))
+        for k, symbol in enumerate(SYMBOLS):
+            up = bool((i + k) % 2)
+            p = (0.8 if up else 0.2) if right else (0.2 if up else 0.8)
+            rows.append(PredictionOutcome(
+                event_id=uuid.uuid4(), trace_id="t", model_type=mv.model_type, model_version=str(mv.version),
+                symbol=symbol, timeframe="5m", bar_open_time=bar, horizon_bars=12, due_at=bar + timedelta(hours=1),
+                prob_up=p, resolved_at=datetime.now(UTC), went_up=up, forward_log_return=0.01 if up else -0.01))
     PredictionOutcome.objects.bulk_create(rows)
 
 
 def test_a_model_whose_outcomes_collapse_is_quarantined_out_of_the_vote_and_released_when_they_recover(market):
     from ai.inference import InferenceEngine
-    from analytics.learning.monitor import QUARANTINE_WINDOW, supervise_quarantine
+    from analytics.learning.monitor import QUARANTINE_BARS, supervise_quarantine
 
     mv = champion(n_estimators=20)
     start = datetime.now(UTC) - timedelta(days=3)
-    _outcomes(mv, QUARANTINE_WINDOW, right=False, start=start)
+    _outcomes(mv, QUARANTINE_BARS - 1, right=False, start=start)
+    assert supervise_quarantine() == {"quarantined": [], "released": []}  # not yet six hours of bars
+    _outcomes(mv, 1, right=False, start=start + timedelta(minutes=5 * (QUARANTINE_BARS - 1)))
     assert supervise_quarantine() == {"quarantined": ["xgboost"], "released": []}
     mv.refresh_from_db()
     assert mv.quarantined_at is not None and "Brier 0.640" in mv.quarantine_reason
@@ -256,7 +272,7 @@ def test_a_model_whose_outcomes_collapse_is_quarantined_out_of_the_vote_and_rele
     sig = result.signals["BTC/USDT:USDT"]
     assert "xgboost" in sig.predictions and sig.vote is None and sig.reason == "no model answered"
     assert supervise_quarantine() == {"quarantined": [], "released": []}  # nothing new since
-    _outcomes(mv, QUARANTINE_WINDOW, right=True, start=datetime.now(UTC) + timedelta(minutes=1))
+    _outcomes(mv, QUARANTINE_BARS, right=True, start=datetime.now(UTC) + timedelta(minutes=1))
     assert supervise_quarantine() == {"quarantined": [], "released": ["xgboost"]}
     mv.refresh_from_db()
     assert mv.quarantined_at is None and learning_events("model_released")[-1]["model_id"] == mv.pk
@@ -268,11 +284,11 @@ def test_performance_decay_counts_only_moves_beyond_the_fee_band(market):
     from analytics.learning.outcomes import recent_outcomes
 
     mv = champion(n_estimators=20)
-    _outcomes(mv, 10, right=True, start=datetime.now(UTC) - timedelta(days=1))
+    _outcomes(mv, 4, right=True, start=datetime.now(UTC) - timedelta(days=1))  # 12 outcomes
     PredictionOutcome.objects.filter(pk__in=list(PredictionOutcome.objects.values_list("pk", flat=True)[:4])).update(
         forward_log_return=0.0005)
     p, y = recent_outcomes("xgboost", str(mv.version), limit=100, beyond_band=True)
-    assert len(p) == 6 and np.all((p > 0.5) == y)
+    assert len(p) == 8 and np.all((p > 0.5) == y)
 
 
 def test_a_challenger_built_for_other_features_fails_the_job_and_the_champion_keeps_serving(market, monkeypatch):
@@ -298,3 +314,59 @@ def test_scheduled_retraining_asks_one_job_per_serving_type_and_skips_an_active_
     scheduled = jobs.request_scheduled()
     assert [(j.model_type, j.trigger) for j in scheduled] == [("xgboost", "scheduled")]
     assert RetrainingJob.objects.filter(model_type="nhits").get().pk == busy.pk
+
+
+def test_a_champion_replaced_while_the_challenger_is_judged_is_not_overruled(market, monkeypatch):
+    from ai.registry import promote, register
+    from analytics.learning import challenger as judging
+
+    monkeypatch.setattr(jobs, "CHALLENGER_PARAMS", XGB_FAST)
+    champion(first_days=1, n_estimators=20)
+    now = datetime.now(UTC)
+    operators = register(model_type="xgboost", artifact_path="/nonexistent", artifact_checksum="0" * 64,
+                         feature_version="2", feature_hash="h" * 64, training_start=now - timedelta(days=2),
+                         training_end=now - timedelta(days=1), metrics={})
+    real_decide = judging.decide
+
+    def operator_promotes_meanwhile(*args, **kwargs):
+        promote(operators.pk, reason="an operator's choice")
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(judging, "decide", operator_promotes_meanwhile)
+    done = jobs.run_job(jobs.request_retraining(model_type="xgboost", trigger="drift").pk)
+    assert done.status == JobStatus.FAILED and "champion changed" in done.error, done.error
+    assert ModelVersion.objects.get(model_type="xgboost", status=ModelStatus.CHAMPION).pk == operators.pk
+    assert ModelVersion.objects.get(pk=done.challenger_id).status == ModelStatus.RETIRED
+
+
+def test_an_attempt_given_up_for_dead_writes_nothing_when_it_wakes(market, monkeypatch):
+    from analytics.learning import challenger as judging
+
+    monkeypatch.setattr(jobs, "CHALLENGER_PARAMS", XGB_FAST)
+    weak = champion(first_days=1, n_estimators=20)
+    job = jobs.request_retraining(model_type="xgboost", trigger="manual")
+    real_decide = judging.decide
+
+    def another_attempt_took_over(*args, **kwargs):
+        # the reaper requeued the job and a second worker claimed it while this one was frozen
+        RetrainingJob.objects.filter(pk=job.pk).update(attempts=2, challenger=None)
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(judging, "decide", another_attempt_took_over)
+    done = jobs.run_job(job.pk)
+    assert done.status == JobStatus.RUNNING and done.attempts == 2 and done.decision == "" and done.error == ""
+    assert ModelVersion.objects.get(model_type="xgboost", status=ModelStatus.CHAMPION).pk == weak.pk
+    stale = ModelVersion.objects.exclude(pk=weak.pk).get()
+    assert stale.status == ModelStatus.RETIRED and "superseded attempt" in stale.status_reason
+
+
+def test_a_champion_that_cannot_be_loaded_does_not_block_its_replacement(market, monkeypatch):
+    monkeypatch.setattr(jobs, "CHALLENGER_PARAMS", XGB_FAST)
+    broken = champion(n_estimators=20)
+    for f in Path(broken.artifact_path).iterdir():
+        if f.name != "metadata.json":
+            f.write_bytes(b"damaged on disk")
+    done = jobs.run_job(jobs.request_retraining(model_type="xgboost", trigger="manual").pk)
+    assert done.status == JobStatus.SUCCEEDED and done.decision == "promoted"
+    assert done.champion_score is None and "cannot be loaded" in done.result["why"]
+    assert ModelVersion.objects.get(model_type="xgboost", status=ModelStatus.CHAMPION).pk == done.challenger_id

@@ -199,6 +199,20 @@ CLM_PROMOTION_MARGIN_BPS = read("CLM_PROMOTION_MARGIN_BPS")
 CLM_NEURAL_MAX_EPOCHS = read("CLM_NEURAL_MAX_EPOCHS")  # cap for N-HiTS and PatchTST challengers
 CLM_JOB_STALE_SECONDS = read("CLM_JOB_STALE_SECONDS")  # a running job silent this long lost its worker
 CLM_JOB_MAX_ATTEMPTS = read("CLM_JOB_MAX_ATTEMPTS")  # then it is retried until this many attempts, then failed
+_CLM_LIMITS = {  # setting: (smallest allowed, why)
+    "CLM_DRIFT_THRESHOLD": (1e-6, "a threshold of 0 would retrain on every check"),
+    "CLM_DRIFT_CHECK_SECONDS": (1, "a period"), "CLM_DRIFT_WINDOW_BARS": (12, "PSI needs rows"),
+    "CLM_DRIFT_COOLDOWN_MINUTES": (0, "a duration"), "CLM_RETRAINING_INTERVAL_HOURS": (0.01, "a period"),
+    "CLM_RETRAIN_DAYS": (1, "a challenger needs history"), "CLM_JUDGE_BARS": (24, "two horizons at least"),
+    "CLM_PROMOTION_MARGIN_BPS": (0, "a negative margin would promote a worse challenger"),
+    "CLM_NEURAL_MAX_EPOCHS": (1, "an epoch at least"), "CLM_JOB_STALE_SECONDS": (4, "four heartbeats fit in it"),
+    "CLM_JOB_MAX_ATTEMPTS": (1, "one attempt at least"),
+}
+for _name, (_least, _why) in _CLM_LIMITS.items():
+    if globals()[_name] < _least:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{_name} must be at least {_least} ({_why}), got {globals()[_name]}")
 # ccxt backend (keys are read from EXCHANGE_API_KEY / EXCHANGE_API_SECRET by the gateway only,
 # never kept in settings).
 EXCHANGE_SANDBOX = read("EXCHANGE_SANDBOX")

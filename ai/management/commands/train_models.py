@@ -1,4 +1,7 @@
 """manage.py train_models: train the forecasters on the stored market, register and promote."""
+import dataclasses
+
+import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -26,6 +29,7 @@ class Command(BaseCommand):
         from django.conf import settings
 
         from ai.features.dataset import dataset_from_db
+        from ai.features.labels import DEFAULT_BAND
         from ai.training import train_and_register
 
         types = [m.strip() for m in models.split(",") if m.strip()]
@@ -35,8 +39,14 @@ class Command(BaseCommand):
         if sample_every < 1 or horizon < 1 or (bars is not None and bars < 1):
             raise CommandError("--sample-every, --horizon and --bars must be positive")
         self.stdout.write("building the dataset from stored candles ...")
-        ds = dataset_from_db(exchange or settings.MARKET_EXCHANGE, timeframe, n_bars=bars, horizon=horizon,
-                             sample_every=sample_every)
+        # Every bar with a known future, then the samples beyond the fee band for training: the
+        # unselected rows are the drift reference (what live rows will be compared with).
+        everything = dataset_from_db(exchange or settings.MARKET_EXCHANGE, timeframe, n_bars=bars, horizon=horizon,
+                                     sample_every=sample_every, band=0.0)
+        reference = everything.X_tab
+        ds = dataclasses.replace(everything.take(np.flatnonzero(np.abs(everything.fwd_log_return) > DEFAULT_BAND)),
+                                 band=DEFAULT_BAND)
+        del everything
         if len(ds.y) == 0:
             raise CommandError("no training samples: seed or import candles first (manage.py seed_market)")
         self.stdout.write(f"dataset: {len(ds.y):,} samples, {len(ds.feature_names)} features, "
@@ -53,7 +63,7 @@ class Command(BaseCommand):
 
         try:
             outcomes = train_and_register(ds, model_types=types, seed=seed, promote=promote, params=params,
-                                          progress=progress)
+                                          progress=progress, reference_x_tab=reference)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         finally:
