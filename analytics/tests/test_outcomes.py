@@ -24,10 +24,9 @@ def clean_tracker():
 
 
 def test_predictions_are_resolved_against_realized_moves_once_and_only_when_due():
+    from tests.support.learning import model_version
     from trading.models import Symbol
     from trading.simulator.service import seed_history
-
-    from tests.support.learning import model_version
 
     seed_history(days=1, seed=9)
     model_version("xgboost", 1, "champion")
