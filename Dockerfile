@@ -29,7 +29,7 @@ COPY . .
 RUN SECRET_KEY=collectstatic-build-only-not-secret python manage.py collectstatic --noinput -v 0
 
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin qt \
-    && mkdir -p /app/var \
+    && mkdir -p /app/var/models \
     && chown -R qt:qt /app/var
 USER qt
 

@@ -44,3 +44,14 @@ def test_long_running_services_restart_and_have_healthchecks():
 def test_secret_key_is_required_not_defaulted():
     text = (ROOT / "docker-compose.yml").read_text()
     assert "SECRET_KEY:?" in text.replace(" ", "")
+
+
+def test_every_app_container_shares_the_model_artifacts():
+    """A challenger promoted by worker-learning must be loadable by worker-inference."""
+    compose = _compose()
+    assert "models" in compose["volumes"]
+    for name, svc in compose["services"].items():
+        if name in ("redis", "postgres"):
+            continue
+        assert "models:/app/var/models" in svc.get("volumes", []), name
+        assert svc["environment"]["MODEL_ARTIFACTS_DIR"] == "/app/var/models", name
