@@ -21,6 +21,7 @@ type, then measures:
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import tracemalloc
 
@@ -61,10 +62,9 @@ def main() -> None:
     setup_standalone(DATABASE_URL)
 
     from django.conf import settings
+    from django.core.management import call_command
 
-    from ai.features.dataset import dataset_from_db
     from ai.inference import InferenceEngine, run_inference
-    from ai.training import train_and_register
     from analytics.learning import jobs
     from analytics.learning.monitor import check_drift
     from trading.simulator.service import advance, regime_switch_schedule, seed_history, simulator_now_ms
@@ -72,11 +72,10 @@ def main() -> None:
     _reset()
     progress(f"seeding {args.days} days of the demo universe")
     seed_history(days=args.days, seed=settings.SIM_SEED, force=True)
-    progress(f"training the champions: {types}")
-    ds = dataset_from_db(settings.MARKET_EXCHANGE, "5m", sample_every=6)
-    epochs = {t: {"max_epochs": settings.CLM_NEURAL_MAX_EPOCHS} for t in types if t in ("nhits", "patchtst")}
-    train_and_register(ds, model_types=types, promote="always", params=epochs)
-    del ds
+    progress(f"training the champions as setup_demo does: {types}")
+    with open(os.devnull, "w") as quiet:
+        call_command("train_models", "--models", ",".join(types), "--sample-every", "6", "--max-epochs",
+                     str(settings.CLM_NEURAL_MAX_EPOCHS), "--promote", "always", stdout=quiet)
 
     progress("1. drift check of every champion vs one inference pass")
     run_inference(publish=False)  # warm: models loaded, imports done
@@ -119,12 +118,22 @@ def main() -> None:
     if detected is None:
         print("\nno drift detected within 600 bars")
         return
-    t0 = time.perf_counter()
-    done = jobs.run_job(detected.job_id)
-    print(f"\nswitch -> DRIFT_DETECTED: {bars} bars ({detected.model_type}, score {detected.drift_score:.3f}, "
-          f"checks every {args.check_every} bars); detection -> decision: {time.perf_counter() - t0:.1f}s "
-          f"({done.status}, {done.decision or done.error}; champion {done.champion_score}, challenger "
-          f"{done.challenger_score} bps)")
+    print(f"\nswitch -> first DRIFT_DETECTED: {bars} bars ({detected.model_type}, score {detected.drift_score:.3f}, "
+          f"checks every {args.check_every} bars)")
+    rows = []
+    for _ in types:  # every type's drift job, one after another as the learning worker runs them
+        checks = check_drift()  # the other types cross the threshold too (or not)
+        for c in checks:
+            if c.detected and c.job_id and c.job.status == "queued":
+                t0 = time.perf_counter()
+                done = jobs.run_job(c.job_id)
+                rows.append([c.model_type, f"{c.drift_score:.3f}", f"{time.perf_counter() - t0:.1f}", done.status,
+                             done.decision or done.error[:60], f"{done.champion_score:+.2f}"
+                             if done.champion_score is not None else "-", f"{done.challenger_score:+.2f}"])
+        advance(args.check_every, now_ms=far)
+        bars += args.check_every
+    print(md_table(["type", "drift score", "job: detection -> decision s", "job", "decision", "champion bps",
+                    "challenger bps"], rows))
     print("\nmachine:", machine_info())
 
 
