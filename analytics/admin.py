@@ -66,36 +66,32 @@ class RetrainingJobAdmin(admin.ModelAdmin):
         self.message_user(request, f"retraining job {job.pk} queued for {job.model_type}", messages.SUCCESS)
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """What the learning manager recorded: read, never written or deleted by hand (it prunes
+    itself after 30 days)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(DriftCheck)
-class DriftCheckAdmin(admin.ModelAdmin):
+class DriftCheckAdmin(RecordAdmin):
     list_display = ["checked_at", "model_type", "model_version", "drift_score", "threshold", "detected", "parts",
                     "action"]
     list_filter = ["model_type", "detected"]
     readonly_fields = [f.name for f in DriftCheck._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # the record of what the supervisor saw; pruned after 30 days
-
 
 @admin.register(PredictionOutcome)
-class PredictionOutcomeAdmin(admin.ModelAdmin):
+class PredictionOutcomeAdmin(RecordAdmin):
     list_display = ["bar_open_time", "model_type", "model_version", "symbol", "prob_up", "went_up",
                     "forward_log_return", "position_id", "position_pnl_usd", "unresolvable"]
     list_filter = ["model_type", "went_up"]
     search_fields = ["symbol", "trace_id", "position_id"]
     readonly_fields = [f.name for f in PredictionOutcome._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # the outcome store feeds drift and quarantine; pruned after 30 days

@@ -33,6 +33,7 @@ from analytics.learning import challenger as judging
 from analytics.models import ACTIVE_JOB_STATUSES, JobDecision, JobStatus, JobTrigger, RetrainingJob
 from core.limits import TEXT_MAX
 from qtweb import tracing
+from qtweb.faults import kill_point
 from qtweb.logging import get_logger
 
 log = get_logger(__name__)
@@ -411,20 +412,8 @@ def _fail(job: RetrainingJob, error: str, *, attempt: int) -> None:
 
 
 def _fault_point(name: str) -> None:
-    """Fault injection for the crash tests (settings.LEARNING_FAULTS_ENABLED, set only by the
-    test workers' environment): a cache key `learning:fault:<name>` kills the whole worker (its
-    process group) with SIGKILL here, halfway through a job."""
-    if not getattr(settings, "LEARNING_FAULTS_ENABLED", False):
-        return
-    from django.core.cache import cache
-
-    if cache.get(f"learning:fault:{name}"):
-        cache.delete(f"learning:fault:{name}")
-        import os
-        import signal
-
-        log.error("fault injection: SIGKILL to this worker's process group", fault=name)
-        os.killpg(os.getpgid(os.getpid()), signal.SIGKILL)
+    """A crash-test kill point (qtweb/faults.py), halfway through a job."""
+    kill_point("learning", name, enabled=getattr(settings, "LEARNING_FAULTS_ENABLED", False))
 
 
 # --- recovery and schedules ---------------------------------------------------------------------

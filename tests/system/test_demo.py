@@ -10,7 +10,8 @@ import pytest
 
 from tests.support import demo
 
-pytestmark = pytest.mark.system
+# Up to 15 minutes for install-free start, the first order, the first close and what follows.
+pytestmark = [pytest.mark.system, pytest.mark.timeout(2700)]
 
 FIRST_ORDER_WITHIN_SECONDS = 600  # the issue's promise, from the workers' HEALTHY
 # An entry's stop and target are a few 1h ATRs away; at speed 60 an hour passes in a minute.

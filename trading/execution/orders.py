@@ -31,6 +31,7 @@ from core.decimals import to_decimal_or_none
 from core.enums import ExecutionStatus, ExecutionStrategy
 from qtweb.events import EventType
 from qtweb.events.bus import publish, publish_many
+from qtweb.faults import kill_point
 from qtweb.logging import get_logger
 from trading.exchanges import errors
 from trading.exchanges.account import MAX_INLINE_WAIT_SECONDS, execution_gateway
@@ -393,19 +394,7 @@ def _wait_or_retry(err: errors.ExchangeError, attempt: int, policy, sleep) -> No
 
 
 def _fault_point(name: str) -> None:
-    """Fault injection for the crash tests (settings.EXECUTION_FAULTS_ENABLED, set only by the
-    test workers' environment, never in production): a cache key `exec:fault:<name>` makes the
-    whole worker (its process group: the test fixture starts each worker in its own session)
-    die with SIGKILL here, after the exchange accepted the order and before it is stored."""
-    if not getattr(settings, "EXECUTION_FAULTS_ENABLED", False):
-        return
-    from django.core.cache import cache
-
-    if cache.get(f"exec:fault:{name}"):
-        cache.delete(f"exec:fault:{name}")
-        import os
-        import signal
-
-        log.error("fault injection: SIGKILL to this worker's process group", fault=name)
-        os.killpg(os.getpgid(os.getpid()), signal.SIGKILL)
+    """A crash-test kill point (qtweb/faults.py): after the exchange accepted the order and
+    before it is stored."""
+    kill_point("exec", name, enabled=getattr(settings, "EXECUTION_FAULTS_ENABLED", False))
 
