@@ -108,3 +108,27 @@ def test_api_lists_and_staff_promote_and_retire_with_a_reason(admin_client, clie
     assert client.get("/api/models/").status_code == 200
     assert client.post(f"/api/models/{a.pk}/retire/", {"reason": "not mine to do"}).status_code == 403
     assert admin_client.post(f"/api/models/{a.pk}/retire/", {"reason": "superseded"}).json()["status"] == "retired"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_promotion_succeeds_and_resets_the_live_record_even_without_a_cache(settings, clean_cache):
+    """setup_demo trains and promotes before the embedded Redis runs: the live weights' record is a
+    cache, and an unreachable one must not fail the promotion."""
+    from django.core.cache import cache
+
+    from ai import outcomes
+    from ai.registry import promote
+
+    outcomes.record_outcomes([("xgboost", 0.9, True)] * 3)
+    first = reg("xgboost")
+    promote(first.pk, reason="first of its type")
+    assert "xgboost" not in outcomes.load_tracker().outcomes  # a new champion starts without the old record
+    outcomes.record_outcomes([("xgboost", 0.9, True)])
+    real = settings.CACHES
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:9/0"}}  # nothing listens there
+    second = reg("xgboost")
+    promoted = promote(second.pk, reason="the next one")
+    assert promoted.status == "champion"
+    settings.CACHES = real
+    assert cache.get(outcomes.TRACKER_KEY) is not None  # the real cache kept its record: it was unreachable

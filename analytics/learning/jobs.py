@@ -256,7 +256,9 @@ def _retire_leftover(job: RetrainingJob) -> None:
     mv = ModelVersion.objects.filter(pk=job.challenger_id, status=ModelStatus.CHALLENGER).first()
     if mv is not None:
         registry.retire(mv.pk, reason=f"left by an interrupted attempt of retraining job {job.pk}", job_id=job.pk)
-    RetrainingJob.objects.filter(pk=job.pk).update(challenger=None)
+        _remove_artifact(mv)
+    if not _mine(job.pk, job.attempts).update(challenger=None):
+        raise AttemptSuperseded(f"job {job.pk} is no longer attempt {job.attempts}'s")
     job.challenger_id = None
 
 
