@@ -18,6 +18,31 @@ def _forget_process_memos():
     reset_process_memos()
 
 
+# How long a test's leftover deliveries may take to drain before its database is flushed.
+QUIET_TIMEOUT_SECONDS = 30
+
+
+@pytest.fixture(autouse=True)
+def _workers_quiet_before_flush(request):
+    """A test with real workers ends while they may still consume its events (a feed pass
+    publishes a bar per symbol, each to several subscribers). The flush after a transactional
+    test TRUNCATEs every table at once, and a worker transaction holding one table while
+    reading another deadlocked with it. So the test's deliveries drain first. (This fixture is
+    torn down before pytest-django's database fixtures: plugin autouse fixtures are set up
+    first.)"""
+    yield
+    if "celery_workers" not in request.fixturenames:
+        return
+    from tests.support.waiting import wait_for
+
+    def quiet() -> bool:
+        from qtweb.events.models import DeliveryStatus, EventDelivery
+
+        return not EventDelivery.objects.filter(status=DeliveryStatus.PENDING).exists()
+
+    wait_for(quiet, timeout=QUIET_TIMEOUT_SECONDS, poll=0.2)
+
+
 @pytest.fixture
 def clean_cache():
     """The app's cache keys (the risk policy and mode, the account snapshot, sizing memos) live
