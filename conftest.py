@@ -18,6 +18,37 @@ def _forget_process_memos():
     reset_process_memos()
 
 
+# Tries of the database flush that ends each transactional test (see below).
+FLUSH_ATTEMPTS = 5
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_survives_deadlocks():
+    """The flush after a transactional test TRUNCATEs every table in one statement while the
+    real workers keep writing (a heartbeat updates its row and publishes an event in one
+    transaction). PostgreSQL then sometimes breaks a deadlock by aborting the flush, which
+    rolls back whole; it is simply run again. Test-only: nothing in the product flushes."""
+    import time
+
+    from django.core.management.base import CommandError
+    from django.core.management.commands import flush
+
+    original = flush.Command.handle
+
+    def handle(self, **options):
+        for attempt in range(1, FLUSH_ATTEMPTS + 1):
+            try:
+                return original(self, **options)
+            except CommandError as exc:
+                if "deadlock detected" not in str(exc.__cause__ or "") or attempt == FLUSH_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * attempt)
+
+    flush.Command.handle = handle
+    yield
+    flush.Command.handle = original
+
+
 # How long a test's leftover deliveries may take to drain before its database is flushed.
 QUIET_TIMEOUT_SECONDS = 30
 
