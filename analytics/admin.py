@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 
 from ai.models import ModelType
 from analytics.models import ACTIVE_JOB_STATUSES, DriftCheck, PredictionOutcome, RetrainingJob
+from qtweb.admin import ReadOnlyAdmin
 
 
 class RetrainRequestForm(forms.ModelForm):
@@ -66,15 +67,9 @@ class RetrainingJobAdmin(admin.ModelAdmin):
         self.message_user(request, f"retraining job {job.pk} queued for {job.model_type}", messages.SUCCESS)
 
 
-class RecordAdmin(admin.ModelAdmin):
-    """What the learning manager recorded: read, never written or deleted by hand (it prunes
-    itself after 30 days)."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+class RecordAdmin(ReadOnlyAdmin):
+    """What the learning manager recorded: read, never deleted by hand (it prunes itself after
+    30 days)."""
 
     def has_delete_permission(self, request, obj=None):
         return False
