@@ -11,7 +11,7 @@ from __future__ import annotations
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView, RetrieveAPIView
-from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -33,20 +33,15 @@ class RetrainRequestSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=300, required=False, default="")
 
 
-class StaffWrites(BasePermission):
-    """Reads for any signed-in user; writes for staff."""
-
-    def has_permission(self, request, view):
-        if request.method in SAFE_METHODS:
-            return bool(request.user and request.user.is_authenticated)
-        return bool(request.user and request.user.is_staff)
-
-
 class RetrainingJobListView(ListAPIView):
     serializer_class = RetrainingJobSerializer
     filter_backends = [DjangoFilterBackend]
     filterset_class = RetrainingJobFilter
-    permission_classes = [StaffWrites]
+
+    def get_permissions(self):  # reads for any signed-in user, requests for staff (as trading's orders)
+        if self.request.method == "POST":
+            return [IsAdminUser()]
+        return [IsAuthenticated()]
 
     def get_queryset(self):
         return selectors.retraining_job_list()

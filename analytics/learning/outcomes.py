@@ -127,13 +127,12 @@ def resolve_due(*, exchange: str | None = None, now: datetime | None = None) -> 
 
 
 def recent_outcomes(model_type: str, model_version: str, *, limit: int, beyond_band: bool = False,
-                    recorded_since: datetime | None = None, from_bar: datetime | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
+                    recorded_since: datetime | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(P(up), went up) of a model version's last `limit` resolved outcomes, oldest first.
 
     beyond_band: only moves beyond the fee band, the labels a model is trained and validated on
     (so a recent Brier compares with its validation Brier); recorded_since: predictions the
-    store received after this wall-clock time; from_bar: predictions made at bars from this one."""
+    store received after this wall-clock time."""
     from ai.features.labels import DEFAULT_BAND
 
     qs = PredictionOutcome.objects.filter(model_type=model_type, model_version=model_version, went_up__isnull=False)
@@ -141,8 +140,6 @@ def recent_outcomes(model_type: str, model_version: str, *, limit: int, beyond_b
         qs = qs.filter(Q(forward_log_return__gt=DEFAULT_BAND) | Q(forward_log_return__lt=-DEFAULT_BAND))
     if recorded_since is not None:
         qs = qs.filter(recorded_at__gte=recorded_since)
-    if from_bar is not None:
-        qs = qs.filter(bar_open_time__gte=from_bar)
     rows = list(qs.order_by("-bar_open_time").values_list("prob_up", "went_up")[:limit])
     rows.reverse()
     if not rows:
