@@ -80,6 +80,10 @@ class InferenceEngine:
         self.problems: dict[str, str] = {}
         # Champions in quarantine (analytics' learning manager): they predict, they do not vote.
         self.quarantined: dict[str, str] = {}
+        # Passes in a row each model failed / answered: self-healing quarantines a model that keeps
+        # failing and releases it once it answers again (analytics/healing).
+        self.failure_streak: dict[str, int] = {}
+        self.answer_streak: dict[str, int] = {}
         self._loaded_ids: tuple[int, ...] | None = None
         # At most MAX_PARALLEL_PREDICTIONS passes at once in this process (RPC threads, tasks).
         self._slots = threading.BoundedSemaphore(max(1, int(settings.MAX_PARALLEL_PREDICTIONS)))
@@ -155,11 +159,20 @@ def _report_model_health(eng: InferenceEngine, dropped: dict[str, str]) -> None:
     for s in eng.serving:
         t = s.version.model_type
         if t in dropped:
-            report_module("ai-service", f"model:{t}", "DEGRADED", f"dropped from the vote: {dropped[t]}")
-        elif t in eng.quarantined:
-            report_module("ai-service", f"model:{t}", "DEGRADED", f"quarantined: {eng.quarantined[t]}")
+            eng.failure_streak[t] = eng.failure_streak.get(t, 0) + 1
+            eng.answer_streak[t] = 0
         else:
-            report_module("ai-service", f"model:{t}", "HEALTHY", f"v{s.version.version} serving")
+            eng.answer_streak[t] = eng.answer_streak.get(t, 0) + 1
+            eng.failure_streak[t] = 0
+        facts = {"model_version_id": s.version.pk, "failure_streak": eng.failure_streak[t],
+                 "answer_streak": eng.answer_streak[t], "quarantined": t in eng.quarantined,
+                 "error": dropped.get(t, "")}
+        if t in dropped:
+            report_module("ai-service", f"model:{t}", "DEGRADED", f"dropped from the vote: {dropped[t]}", **facts)
+        elif t in eng.quarantined:
+            report_module("ai-service", f"model:{t}", "DEGRADED", f"quarantined: {eng.quarantined[t]}", **facts)
+        else:
+            report_module("ai-service", f"model:{t}", "HEALTHY", f"v{s.version.version} serving", **facts)
     for t, reason in eng.problems.items():
         report_module("ai-service", f"model:{t}", "DEGRADED", reason)
 

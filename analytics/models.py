@@ -131,3 +131,174 @@ class RetrainingJob(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.pk}: retrain {self.model_type} ({self.status})"
+
+
+# --- the health graph, self-healing, alert rules and notifications (analytics-os service) ---
+
+class HealthTransition(models.Model):
+    """A component of the health graph changed status (the graph itself lives in Redis)."""
+
+    component = models.CharField(max_length=NAME_MAX, db_index=True,
+                                 help_text="service:<name>, queue:<name>, module:<service>/<module>, dependency:<name>")
+    previous_status = models.CharField(max_length=12, blank=True, default="", help_text="empty: first seen")
+    status = models.CharField(max_length=12)
+    reasons = models.JSONField(default=list, blank=True)
+    at = models.DateTimeField(db_index=True)
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.component}: {self.previous_status or '-'} -> {self.status}"
+
+
+class HealingKind(models.TextChoices):
+    RESTART_WORKER = "restart_worker", "restart a dead or stuck worker"
+    RESTART_POOL = "restart_pool", "restart a worker's pool (memory)"
+    QUARANTINE_MODEL = "quarantine_model", "quarantine a failing model"
+    RELEASE_MODEL = "release_model", "release a recovered model"
+    REDUCE_ONLY = "reduce_only", "REDUCE_ONLY while execution is unhealthy"
+    RESTORE_MODE = "restore_mode", "restore the mode after execution recovered"
+    GIVE_UP = "give_up", "stop restarting a worker that keeps failing"
+    RESUME = "resume", "an operator resumed self-healing of a worker"
+    RULE = "rule", "an alert rule's action"
+
+
+class HealingOutcome(models.TextChoices):
+    DONE = "done", "done"
+    FAILED = "failed", "failed"
+    SKIPPED = "skipped", "skipped (cooldown, shadow or nothing to do)"
+
+
+class HealingAction(models.Model):
+    """One decision of self-healing or of an alert rule: what triggered it, what was done."""
+
+    kind = models.CharField(max_length=20, choices=HealingKind.choices)
+    target = models.CharField(max_length=NAME_MAX, help_text="a process, worker, model type or the system mode")
+    trigger = models.CharField(max_length=TEXT_MAX, help_text="what was seen")
+    details = models.JSONField(default=dict, blank=True, help_text="the facts behind the decision")
+    outcome = models.CharField(max_length=8, choices=HealingOutcome.choices)
+    result = models.CharField(max_length=TEXT_MAX, blank=True, default="", help_text="what happened, or why not")
+    rule = models.ForeignKey("AlertRule", null=True, blank=True, on_delete=models.SET_NULL, related_name="actions")
+    shadow = models.BooleanField(default=False, help_text="decided but not done (ANALYTICS_OS_SERVICE_SHADOW)")
+    created_at = models.DateTimeField(db_index=True)
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["kind", "target", "created_at"], name="healing_by_target")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.target}: {self.outcome}"
+
+
+class AlertRule(models.Model):
+    """An alert rule as data: when `metric` compared with `threshold` holds, do `action`.
+
+    The metrics and actions a rule may name are catalogued in analytics/alerting/catalog.py;
+    anything else is refused on save with the field named."""
+
+    name = models.CharField(max_length=64, unique=True)
+    description = models.CharField(max_length=TEXT_MAX, blank=True, default="")
+    metric = models.CharField(max_length=64)
+    comparison = models.CharField(max_length=2, default="gt", help_text="gt, ge, lt or le")
+    threshold = models.FloatField()
+    action = models.CharField(max_length=32)
+    severity = models.CharField(max_length=8, default="warning", help_text="info, warning or critical")
+    enabled = models.BooleanField(default=True)
+    cooldown_seconds = models.PositiveIntegerField(default=300,
+                                                   help_text="between two actions of this rule on one subject")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.metric} {self.comparison} {self.threshold:g} -> {self.action}"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from analytics.alerting.catalog import RuleError, validate_rule
+
+        try:
+            validate_rule(metric=self.metric, comparison=self.comparison, threshold=self.threshold,
+                          action=self.action, severity=self.severity)
+        except RuleError as exc:
+            raise ValidationError({exc.field: exc.message}) from None
+
+
+class AlertFiring(models.Model):
+    """A rule that held for a subject (a worker, a model, the account), and what it did."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="firings")
+    subject = models.CharField(max_length=NAME_MAX, help_text="what the metric was measured on")
+    value = models.FloatField()
+    threshold = models.FloatField()
+    fired_at = models.DateTimeField(db_index=True)
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="when the condition stopped holding")
+    action_outcome = models.CharField(max_length=8, choices=HealingOutcome.choices)
+    action_result = models.CharField(max_length=TEXT_MAX, blank=True, default="")
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-fired_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.rule.name} on {self.subject}: {self.value:g}"
+
+
+class NotificationChannel(models.Model):
+    """An operator channel: an Apprise URL (Telegram, Discord, Slack, e-mail, JSON webhook...).
+
+    The URL is a secret (it holds tokens): it comes from an environment variable named here, or
+    is stored encrypted; it is never shown back."""
+
+    name = models.CharField(max_length=64, unique=True)
+    url_env = models.CharField(max_length=128, blank=True, default="",
+                               help_text="name of the environment variable that holds the Apprise URL")
+    url_encrypted = models.TextField(blank=True, default="", help_text="the Apprise URL, encrypted at rest")
+    min_severity = models.CharField(max_length=8, default="warning", help_text="info, warning or critical")
+    enabled = models.BooleanField(default=True)
+    max_per_minute = models.PositiveIntegerField(default=6, help_text="rate limit: more waits and is batched")
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=TEXT_MAX, blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    SENT = "sent", "sent"
+    FAILED = "failed", "failed (retries exhausted)"
+
+
+class NotificationDelivery(models.Model):
+    """One alert to one channel; written before sending, so a failure never loses it."""
+
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.UUIDField(help_text="the system.alert event it carries")
+    severity = models.CharField(max_length=8)
+    title = models.CharField(max_length=TEXT_MAX)
+    body = models.TextField()
+    status = models.CharField(max_length=8, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_index=True)
+    last_error = models.CharField(max_length=TEXT_MAX, blank=True, default="")
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["channel", "event_id"], name="one_delivery_per_channel_event")]
+
+    def __str__(self) -> str:
+        return f"{self.channel.name}: {self.title} ({self.status})"

@@ -33,3 +33,19 @@ def get_drift() -> list[dict]:
     from analytics.learning.monitor import drift_summary
 
     return drift_summary()
+
+
+@command(Service.ANALYTICS, "get_system_health")
+def get_system_health() -> dict:
+    """The whole health graph (services, queues, workers, modules, dependencies, processes) as the
+    monitor last built it, with its age; built now when the monitor has not run yet."""
+    from datetime import UTC, datetime
+
+    from analytics.health import graph as health_graph
+
+    g = health_graph.latest()
+    if g is None:
+        g = health_graph.build()
+        g["source"] = "built on request (the monitor has not stored one)"
+    age = (datetime.now(UTC) - datetime.fromisoformat(g["generated_at"])).total_seconds()
+    return {**g, "age_seconds": round(age, 1)}

@@ -18,7 +18,7 @@ from qtweb.tracing import is_valid_trace_id
 
 @require_GET
 def health(request):
-    """Public: the web's health and every service with its last heartbeat age. 503 when UNHEALTHY."""
+    """Public: the web's health and every service with its last heartbeat age. 503 when CRITICAL."""
     body, status = web_health()
     return JsonResponse(body, status=status)
 

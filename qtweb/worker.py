@@ -14,9 +14,17 @@ _task_started: dict[str, float] = {}
 _worker_threads: list = []
 
 
+# Header with the publish time (epoch seconds): the health graph reads it off the oldest message
+# of each queue to tell a queue whose worker stopped consuming (qtweb/health/status.py).
+SENT_AT_HEADER = "qt_sent_at"
+
+
 @signals.before_task_publish.connect
 def _stamp_trace_id(headers=None, **_):
-    if headers is not None and not headers.get(tracing.TRACE_HEADER):
+    if headers is None:
+        return
+    headers.setdefault(SENT_AT_HEADER, time.time())
+    if not headers.get(tracing.TRACE_HEADER):
         tid = tracing.current_trace_id()
         if tid:
             headers[tracing.TRACE_HEADER] = tid

@@ -20,6 +20,13 @@ def entries_blocked_until():
     return GovernorState.objects.filter(pk=1).values_list("entries_blocked_until", flat=True).first()
 
 
+def last_mode_change():
+    """The newest ModeChange row (who set the current mode, from what), or None."""
+    from risk.models import ModeChange
+
+    return ModeChange.objects.order_by("-created_at", "-pk").first()
+
+
 def last_operator_resume(*, from_halted_only: bool = False):
     """When an operator last relaxed the mode (HALTED -> REDUCE_ONLY, or REDUCE_ONLY -> NORMAL /
     SHADOW; with from_halted_only, only the first kind); None if never."""

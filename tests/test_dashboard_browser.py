@@ -175,7 +175,7 @@ def test_health_grid_updates_live_from_heartbeat_and_health_status_events(daphne
         now = datetime.now(UTC)
         get_user_model().objects.create_user("operator", password="op-pass-9876", is_staff=True)
         # ai-service: its only worker beat two minutes ago -> DEGRADED; exec-risk: fresh -> HEALTHY;
-        # analytics-os-service: never reported -> UNHEALTHY.
+        # analytics-os-service: never reported -> CRITICAL.
         WorkerHeartbeat.objects.create(worker="inference@old", service="ai-service", queue="inference", host="h",
                                        pid=1, started_at=now - timedelta(hours=1),
                                        last_seen=now - timedelta(seconds=120))
@@ -202,7 +202,7 @@ def test_health_grid_updates_live_from_heartbeat_and_health_status_events(daphne
     expect(ai).to_have_attribute("data-status", "DEGRADED")
     expect(ai.locator(".age-value")).to_have_text(re.compile(r"^1[2-5]\d(\.\d)? s ago$"))
     expect(exec_risk).to_have_attribute("data-status", "HEALTHY")
-    expect(analytics).to_have_attribute("data-status", "UNHEALTHY")
+    expect(analytics).to_have_attribute("data-status", "CRITICAL")
     expect(analytics.locator(".age-value")).to_have_text("never")
     # The websocket is open (and the snapshot applied) before anything is published.
     expect(page.locator("#ws-state")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
@@ -228,7 +228,7 @@ def test_health_grid_updates_live_from_heartbeat_and_health_status_events(daphne
     expect(exec_risk.locator(".status")).to_have_text("DEGRADED")
     expect(exec_risk.locator(".reason")).to_have_text(reason, timeout=WAIT_MS)
     # Not in the event: left as it was.
-    expect(analytics).to_have_attribute("data-status", "UNHEALTHY")
+    expect(analytics).to_have_attribute("data-status", "CRITICAL")
     # The age keeps counting in the page between heartbeats.
     page.wait_for_function(
         """() => parseFloat(document.querySelector('.card[data-service="ai-service"] .age-value').dataset.age) >= 1""",

@@ -1,9 +1,11 @@
-"""The health monitor: turns heartbeats into `health.status` and `system.alert` events.
+"""The health monitor: one pass builds the health graph, records and alerts its transitions, lets
+self-healing act and evaluates the alert rules.
 
-Runs on the ops queue every few seconds (qtweb/schedules.py). Publishes `health.status` when
-any service's status changes and at least every HEALTH_STATUS_REPUBLISH_SECONDS otherwise (so
-a dashboard opened later catches up), and a `system.alert` for each service that leaves
-HEALTHY (warning) or comes back (info).
+Runs on the ops queue every few seconds (qtweb/schedules.py). Publishes `health.status` when any
+service's status changes and at least every HEALTH_STATUS_REPUBLISH_SECONDS otherwise (so a
+dashboard opened later catches up), and a `system.alert` for each service or dependency that
+changes status: CRITICAL ones (a queue without a live worker for more than
+HEARTBEAT_STALE_SECONDS, a dead worker, a stuck queue) at severity critical.
 """
 from __future__ import annotations
 
@@ -11,22 +13,23 @@ import time
 
 from django.core.cache import cache
 
+from analytics.health import graph as health_graph
 from qtweb.events import EventType, publish
 from qtweb.events.schemas import HealthState, Severity
-from qtweb.health.status import service_statuses
-from qtweb.queues import Service
+from qtweb.logging import get_logger
+from qtweb.queues import Service, service_enabled
+
+log = get_logger(__name__)
 
 HEALTH_STATUS_REPUBLISH_SECONDS = 30
 _CACHE_KEY = "analytics:health:last"
 
+_SEVERITY = {HealthState.CRITICAL.value: Severity.CRITICAL, HealthState.DEGRADED.value: Severity.WARNING,
+             HealthState.HEALTHY.value: Severity.INFO, HealthState.DISABLED.value: Severity.INFO}
+
 
 def overall_status(services: dict[str, dict]) -> HealthState:
-    states = {s["status"] for s in services.values()}
-    if HealthState.UNHEALTHY.value in states:
-        return HealthState.UNHEALTHY
-    if HealthState.DEGRADED.value in states:
-        return HealthState.DEGRADED
-    return HealthState.HEALTHY
+    return HealthState(health_graph.worst(s["status"] for s in services.values()))
 
 
 def transitions(previous: dict[str, str], current: dict[str, str]) -> list[tuple[str, str | None, str]]:
@@ -34,29 +37,64 @@ def transitions(previous: dict[str, str], current: dict[str, str]) -> list[tuple
     return [(name, previous.get(name), new) for name, new in current.items() if previous.get(name) != new]
 
 
+def _alert(component: str, old: str, new: str, reasons: list[str], service: str | None) -> None:
+    publish(EventType.SYSTEM_ALERT, {
+        "severity": _SEVERITY.get(new, Severity.WARNING).value, "component": "health_monitor", "service": service,
+        "message": f"{component} {old or '-'} -> {new}: {'; '.join(reasons) or 'all parts healthy'}"[:2000],
+    }, source=Service.ANALYTICS.value)
+
+
 def evaluate() -> dict:
-    services = service_statuses()
-    current = {name: s["status"] for name, s in services.items()}
+    from analytics.healing import service as healing
+
+    previous = health_graph.latest()
+    graph = health_graph.build()
+    healing.overlay_processes(graph)
+    health_graph.summarize(graph)
+    changed = health_graph.record_transitions(graph, previous)
+    for component, old, new, reasons in changed:
+        kind, _, name = component.partition(":")
+        # Services and dependencies are what operators act on; a queue, worker or module change
+        # shows in its service's reasons. A component seen for the first time is not news.
+        if kind in ("service", "dependency") and old:
+            _alert(component, old, new, reasons, name if kind == "service" else None)
+
+    statuses = {name: s["status"] for name, s in graph["services"].items()}
     last = cache.get(_CACHE_KEY) or {"statuses": {}, "published_at": 0.0}
-    changed = transitions(last["statuses"], current)
     now = time.time()
     published = False
-    if changed or now - last["published_at"] >= HEALTH_STATUS_REPUBLISH_SECONDS:
-        state = overall_status(services)
+    if transitions(last["statuses"], statuses) or now - last["published_at"] >= HEALTH_STATUS_REPUBLISH_SECONDS:
         publish(EventType.HEALTH_STATUS, {
-            "status": state.value,
-            "services": {name: {"status": s["status"], "heartbeat_age_seconds": s["last_heartbeat_age_seconds"],
-                                "reason": s["reason"]} for name, s in services.items()},
-            "reason": "; ".join(f"{n}: {s['reason']}" for n, s in services.items() if s["reason"]),
+            "status": graph["status"],
+            "services": {name: {"status": s["status"],
+                                "heartbeat_age_seconds": _service_heartbeat_age(graph, s),
+                                "reason": "; ".join(s["reasons"])[:2000]} for name, s in graph["services"].items()},
+            "reason": "; ".join(graph["reasons"])[:2000],
         }, source=Service.ANALYTICS.value)
         published = True
-        for name, old, new in changed:
-            if old is None:
-                continue  # first evaluation after a restart: no transition to report
-            severity = Severity.INFO if new == HealthState.HEALTHY.value else Severity.WARNING
-            publish(EventType.SYSTEM_ALERT, {
-                "severity": severity.value, "component": "health_monitor", "service": name,
-                "message": f"{name} {old} -> {new}: {services[name]['reason'] or 'all queues beating'}",
-            }, source=Service.ANALYTICS.value)
-        cache.set(_CACHE_KEY, {"statuses": current, "published_at": now}, timeout=None)
-    return {"statuses": current, "published": published, "changed": changed}
+        cache.set(_CACHE_KEY, {"statuses": statuses, "published_at": now}, timeout=None)
+
+    actions, firings = [], []
+    if service_enabled(Service.ANALYTICS):
+        # Each part on its own: a failing alert rule must not stop self-healing, nor the reverse.
+        try:
+            actions = healing.run(graph, previous)
+        except Exception:
+            log.exception("self-healing pass failed")
+        try:
+            from analytics.alerting.evaluate import evaluate_rules
+
+            firings = evaluate_rules(graph)
+        except Exception:
+            log.exception("alert rules pass failed")
+    graph["healing"] = [{"id": a.pk, "kind": a.kind, "target": a.target, "outcome": a.outcome, "result": a.result}
+                        for a in actions]
+    health_graph.store(graph)
+    return {"statuses": statuses, "published": published, "changed": changed, "actions": actions,
+            "firings": firings, "graph": graph}
+
+
+def _service_heartbeat_age(graph: dict, service: dict) -> float | None:
+    ages = [graph["queues"][q]["heartbeat_age_seconds"] for q in service["queues"]
+            if graph["queues"][q]["heartbeat_age_seconds"] is not None]
+    return max(ages) if ages else None

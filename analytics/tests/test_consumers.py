@@ -149,7 +149,7 @@ def test_logged_in_user_receives_snapshot_of_every_service():
     assert services["exec-risk-service"]["status"] == "DEGRADED"
     assert services["exec-risk-service"]["last_heartbeat_age_seconds"] >= 120
     assert "execution" in services["exec-risk-service"]["reason"]
-    assert services["analytics-os-service"]["status"] == "UNHEALTHY"
+    assert services["analytics-os-service"]["status"] == "CRITICAL"
     assert services["analytics-os-service"]["last_heartbeat_age_seconds"] is None
     assert again["kind"] == "snapshot" and set(again["services"]) == SERVICES
     assert error["kind"] == "error"

@@ -64,7 +64,12 @@ UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
 class HealthState(StrEnum):
     HEALTHY = "HEALTHY"
     DEGRADED = "DEGRADED"
-    UNHEALTHY = "UNHEALTHY"
+    CRITICAL = "CRITICAL"
+    DISABLED = "DISABLED"  # switched off by its *_SERVICE_ENABLED setting: not a fault
+
+    @classmethod
+    def _missing_(cls, value):  # payloads stored before CRITICAL replaced UNHEALTHY
+        return cls.CRITICAL if value == "UNHEALTHY" else None
 
 
 class LearningKind(StrEnum):

@@ -2,10 +2,13 @@
 
 Rules (README "Health"):
 - a queue is up when at least one worker on it beat within HEARTBEAT_STALE_SECONDS (15 s);
-- a service is HEALTHY when all its queues are up, DEGRADED otherwise (it still has a
-  record, so somebody can act), UNHEALTHY when it never reported;
-- the web is UNHEALTHY (HTTP 503) when the database or Redis is unreachable, DEGRADED when
-  any service is not HEALTHY, else HEALTHY.
+- a service is HEALTHY when all its queues are up and its modules report HEALTHY, DEGRADED when
+  a module does not, CRITICAL when a queue has no live worker (or none ever reported), and
+  DISABLED when its *_SERVICE_ENABLED switch is off (not a fault: nothing is expected of it);
+- the web is CRITICAL (HTTP 503) when the database or Redis is unreachable, DEGRADED when
+  any enabled service is not HEALTHY, else HEALTHY.
+
+The analytics-os service builds the full health graph on top of this (analytics/health/graph.py).
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ def check_database() -> dict:
         return {"status": HealthState.HEALTHY.value, "latency_ms": round((time.perf_counter() - t0) * 1000, 2),
                 "engine": connection.vendor}
     except Exception as exc:
-        return {"status": HealthState.UNHEALTHY.value, "error": f"{type(exc).__name__}: {exc}"[:300],
+        return {"status": HealthState.CRITICAL.value, "error": f"{type(exc).__name__}: {exc}"[:300],
                 "engine": connection.vendor}
 
 
@@ -55,7 +58,7 @@ def check_redis() -> dict:
         redis_client().ping()
         return {"status": HealthState.HEALTHY.value, "latency_ms": round((time.perf_counter() - t0) * 1000, 2)}
     except Exception as exc:
-        return {"status": HealthState.UNHEALTHY.value, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return {"status": HealthState.CRITICAL.value, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
 def queue_depths() -> dict[str, int]:
@@ -66,9 +69,44 @@ def queue_depths() -> dict[str, int]:
     return {q.value: int(n) for q, n in zip(Queue, pipe.execute(), strict=True)}
 
 
-def evaluate_services(heartbeats, now: datetime, stale_seconds: float) -> dict[str, dict]:
+def message_sent_at(raw: bytes | str | None) -> float | None:
+    """The publish time stamped on a broker message (qtweb/worker.py), None when absent/unreadable."""
+    import json
+
+    from qtweb.worker import SENT_AT_HEADER
+
+    if not raw:
+        return None
+    try:
+        value = (json.loads(raw).get("headers") or {}).get(SENT_AT_HEADER)
+        return float(value) if isinstance(value, int | float) else None
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def queue_backlog(now: float | None = None) -> dict[str, dict]:
+    """Per queue: messages waiting and the age of the oldest (kombu pushes on the left and workers
+    pop on the right, so the oldest message is the last element)."""
+    client = redis_client()
+    pipe = client.pipeline()
+    for q in Queue:
+        pipe.llen(q.value)
+        pipe.lindex(q.value, -1)
+    out = pipe.execute()
+    now = time.time() if now is None else now
+    backlog = {}
+    for i, q in enumerate(Queue):
+        depth, oldest = int(out[2 * i]), message_sent_at(out[2 * i + 1])
+        backlog[q.value] = {"depth": depth,
+                            "oldest_age_seconds": round(max(0.0, now - oldest), 1) if oldest is not None else None}
+    return backlog
+
+
+def evaluate_services(heartbeats, now: datetime, stale_seconds: float,
+                      disabled: frozenset[str] = frozenset()) -> dict[str, dict]:
     """Pure rule: per service, per queue, the freshest live worker decides. `heartbeats` are
-    WorkerHeartbeat-like objects (service, queue, worker, last_seen, stopped_at, stats)."""
+    WorkerHeartbeat-like objects (service, queue, worker, last_seen, stopped_at, stats);
+    `disabled` names the services switched off."""
     out: dict[str, dict] = {}
     for service, queues in SERVICE_QUEUES.items():
         q_status = {}
@@ -92,13 +130,15 @@ def evaluate_services(heartbeats, now: datetime, stale_seconds: float) -> dict[s
             }
             if age is not None:
                 ages.append(age)
-        if all(v["up"] for v in q_status.values()):
+        if service.value in disabled:
+            status, reason = HealthState.DISABLED, f"switched off ({service_switch_name(service)}=false)"
+        elif all(v["up"] for v in q_status.values()):
             status, reason = HealthState.HEALTHY, ""
         elif any(v["reported"] for v in q_status.values()):
             down = [q for q, v in q_status.items() if not v["up"]]
-            status, reason = HealthState.DEGRADED, f"no heartbeat within {stale_seconds:.0f}s on: {', '.join(down)}"
+            status, reason = HealthState.CRITICAL, f"no heartbeat within {stale_seconds:.0f}s on: {', '.join(down)}"
         else:
-            status, reason = HealthState.UNHEALTHY, "no worker has ever reported"
+            status, reason = HealthState.CRITICAL, "no worker has ever reported"
         out[service.value] = {
             "status": status.value,
             "reason": reason,
@@ -118,12 +158,15 @@ def _modules_key(service: str) -> str:
     return f"health:modules:{service}"
 
 
-def report_module(service: str, module: str, status: HealthState | str, reason: str = "") -> None:
+def report_module(service: str, module: str, status: HealthState | str, reason: str = "", **details) -> None:
+    """`details` (JSON-able) ride along for whoever acts on the report (self-healing reads a model's
+    failure streak from them)."""
     from django.core.cache import cache
 
     try:
         current = cache.get(_modules_key(service)) or {}
-        current[module] = {"status": HealthState(status).value, "reason": reason[:300], "at": _now().isoformat()}
+        current[module] = {"status": HealthState(status).value, "reason": reason[:300], "at": _now().isoformat(),
+                           **details}
         cache.set(_modules_key(service), current, timeout=MODULE_REPORT_TTL_SECONDS)
     except Exception:  # health reporting must never break the work it reports on
         pass
@@ -138,12 +181,28 @@ def module_reports(service: str) -> dict[str, dict]:
         return {}
 
 
+def service_switch_name(service: Service) -> str:
+    from qtweb.queues import _SWITCH_PREFIX
+
+    return f"{_SWITCH_PREFIX[service]}_ENABLED"
+
+
+def disabled_services() -> frozenset[str]:
+    from qtweb.queues import service_enabled
+
+    return frozenset(s.value for s in SERVICE_QUEUES if not service_enabled(s))
+
+
 def service_statuses(now: datetime | None = None) -> dict[str, dict]:
     from qtweb.health.models import WorkerHeartbeat
 
     now = now or _now()
-    out = evaluate_services(list(WorkerHeartbeat.objects.all()), now, settings.HEARTBEAT_STALE_SECONDS)
+    out = evaluate_services(list(WorkerHeartbeat.objects.all()), now, settings.HEARTBEAT_STALE_SECONDS,
+                            disabled_services())
     for name, svc in out.items():
+        if svc["status"] == HealthState.DISABLED.value:
+            svc["modules"] = {}
+            continue
         modules = module_reports(name)
         svc["modules"] = modules
         bad = [f"{m}: {r['reason'] or r['status']}" for m, r in sorted(modules.items())
@@ -158,10 +217,10 @@ def overall(dependencies: dict[str, dict], services: dict[str, dict] | None) -> 
     reasons = [f"{name}: {d.get('error', d['status'])}" for name, d in dependencies.items()
                if d["status"] != HealthState.HEALTHY.value]
     if reasons:
-        return HealthState.UNHEALTHY.value, reasons
+        return HealthState.CRITICAL.value, reasons
     if services:
         bad = [f"{name}: {s['status']} {s['reason']}".strip() for name, s in services.items()
-               if s["status"] != HealthState.HEALTHY.value]
+               if s["status"] not in (HealthState.HEALTHY.value, HealthState.DISABLED.value)]
         if bad:
             return HealthState.DEGRADED.value, bad
     return HealthState.HEALTHY.value, []
@@ -181,7 +240,7 @@ def web_health() -> tuple[dict, int]:
         "services": services or {},
         "reasons": reasons,
     }
-    return body, 503 if status == HealthState.UNHEALTHY.value else 200
+    return body, 503 if status == HealthState.CRITICAL.value else 200
 
 
 def worker_health(service: Service, local_queues: dict[str, dict]) -> tuple[dict, int]:
@@ -201,4 +260,4 @@ def worker_health(service: Service, local_queues: dict[str, dict]) -> tuple[dict
                     **(mine or {}).get("modules", {})},
         "reasons": reasons,
     }
-    return body, 503 if status == HealthState.UNHEALTHY.value else 200
+    return body, 503 if status == HealthState.CRITICAL.value else 200

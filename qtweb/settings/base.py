@@ -234,6 +234,66 @@ UNIVERSE_SCAN_SECONDS = read("UNIVERSE_SCAN_SECONDS")
 UNIVERSE_TOP_N = read("UNIVERSE_TOP_N")
 UNIVERSE_MIN_QUOTE_VOLUME_USD = read("UNIVERSE_MIN_QUOTE_VOLUME_USD")
 UNIVERSE_MAX_SPREAD_PCT = read("UNIVERSE_MAX_SPREAD_PCT")
+# --- service switches (README "Service switches") ---
+# A disabled service's worker is not started by `make run`, its schedules skip, its health reads
+# DISABLED, and events to it wait in the outbox until it is enabled again. SHADOW: the service
+# runs and records its decisions but does not act on them (no orders, no healing actions, no
+# signals reaching execution).
+AI_SERVICE_ENABLED = read("AI_SERVICE_ENABLED")
+EXEC_RISK_SERVICE_ENABLED = read("EXEC_RISK_SERVICE_ENABLED")
+ANALYTICS_OS_SERVICE_ENABLED = read("ANALYTICS_OS_SERVICE_ENABLED")
+AI_SERVICE_SHADOW = read("AI_SERVICE_SHADOW")
+EXEC_RISK_SERVICE_SHADOW = read("EXEC_RISK_SERVICE_SHADOW")
+ANALYTICS_OS_SERVICE_SHADOW = read("ANALYTICS_OS_SERVICE_SHADOW")
+# How long deliveries to a disabled service wait in the outbox before they are given up (marked
+# FAILED "expired: ..."); service.heartbeat deliveries wait HEARTBEAT_RETENTION_HOURS at most.
+DISABLED_SERVICE_RETENTION_HOURS = read("DISABLED_SERVICE_RETENTION_HOURS")
+if not DISABLED_SERVICE_RETENTION_HOURS > 0:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"DISABLED_SERVICE_RETENTION_HOURS must be > 0, got {DISABLED_SERVICE_RETENTION_HOURS}")
+# --- self-healing (analytics/healing) ---
+# How workers are restarted: "supervisor" (make run: supervisord's XML-RPC on SUPERVISOR_SOCKET,
+# default var/run/supervisor.sock) or "none" (docker-compose: a healthcheck fails and Docker's
+# restart policy acts; self-healing records what it would have done).
+PROCESS_MANAGER = read("PROCESS_MANAGER")
+SUPERVISOR_SOCKET = read("SUPERVISOR_SOCKET") or str(VAR_DIR / "run" / "supervisor.sock")
+SELF_HEALING_RESTART_COOLDOWN_SECONDS = read("SELF_HEALING_RESTART_COOLDOWN_SECONDS")  # restart_cooldown_seconds
+SELF_HEALING_MEMORY_THRESHOLD_PCT = read("SELF_HEALING_MEMORY_THRESHOLD_PCT")  # memory_threshold_pct: pool restart
+# No restart loops: after this many restarts of one worker within the window, self-healing
+# stops it, stops restarting it and raises an operator alert.
+SELF_HEALING_MAX_RESTARTS = read("SELF_HEALING_MAX_RESTARTS")
+SELF_HEALING_RESTART_WINDOW_SECONDS = read("SELF_HEALING_RESTART_WINDOW_SECONDS")
+# The operator's permission to leave the REDUCE_ONLY that self-healing entered while execution was
+# unhealthy, once it is healthy again. Off: an operator resumes by hand.
+SELF_HEALING_AUTO_RESUME = read("SELF_HEALING_AUTO_RESUME")
+SELF_HEALING_MODEL_FAILURES = read("SELF_HEALING_MODEL_FAILURES")  # failed votes in a row: quarantine
+SELF_HEALING_MODEL_RECOVERIES = read("SELF_HEALING_MODEL_RECOVERIES")  # clean answers in a row: release
+# A queue whose oldest message waits longer than this while its worker beats is stuck (the learning
+# queue waits at least as long as a retraining job may run: analytics/health/graph.py).
+QUEUE_STUCK_SECONDS = read("QUEUE_STUCK_SECONDS")
+_HEALING_LIMITS = {
+    "SELF_HEALING_RESTART_COOLDOWN_SECONDS": (5, "a restarted worker needs time to come back"),
+    "SELF_HEALING_MEMORY_THRESHOLD_PCT": (1, "a percentage"), "SELF_HEALING_MAX_RESTARTS": (1, "one restart"),
+    "SELF_HEALING_RESTART_WINDOW_SECONDS": (60, "a window"), "SELF_HEALING_MODEL_FAILURES": (1, "one failure"),
+    "SELF_HEALING_MODEL_RECOVERIES": (1, "one answer"), "QUEUE_STUCK_SECONDS": (10, "a task needs time"),
+}
+for _name, (_least, _why) in _HEALING_LIMITS.items():
+    if globals()[_name] < _least:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{_name} must be at least {_least} ({_why}), got {globals()[_name]}")
+if PROCESS_MANAGER not in ("supervisor", "none"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"PROCESS_MANAGER must be supervisor or none, got {PROCESS_MANAGER!r}")
+# --- notifications (analytics/notifications) ---
+# Channels from the environment: NOTIFY_CHANNELS="name=ENV_VAR_WITH_APPRISE_URL[:min_severity],..."
+# (more can be added in the admin, stored encrypted with FIELD_ENCRYPTION_KEY, or a key derived
+# from SECRET_KEY when it is empty).
+NOTIFY_CHANNELS = read("NOTIFY_CHANNELS")
+NOTIFY_MIN_SEVERITY = read("NOTIFY_MIN_SEVERITY")
+FIELD_ENCRYPTION_KEY = read("FIELD_ENCRYPTION_KEY")
 VAR_DIR = VAR_DIR
 
 from .celery import *  # noqa: E402,F401,F403

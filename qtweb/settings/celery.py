@@ -32,3 +32,6 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_
 # around every task, which honours CONN_MAX_AGE / CONN_HEALTH_CHECKS and drops broken ones.
 CELERY_DB_REUSE_MAX = 1_000_000_000
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Self-healing restarts the pool of a worker whose memory passed its threshold (remote control
+# pool_restart); Celery refuses that command unless it is enabled.
+CELERY_WORKER_POOL_RESTARTS = True

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from qtweb.events.models import Event
 from qtweb.health import status as health
 from qtweb.health.models import WorkerHeartbeat
 
@@ -43,37 +42,45 @@ def test_all_queues_beating_is_healthy():
 
 
 @pytest.mark.parametrize(
-    ("age", "expected"), [(14.9, "HEALTHY"), (15.0, "HEALTHY"), (15.1, "DEGRADED"), (600, "DEGRADED")]
+    ("age", "expected"), [(14.9, "HEALTHY"), (15.0, "HEALTHY"), (15.1, "CRITICAL"), (600, "CRITICAL")]
 )
-def test_a_stale_queue_degrades_its_service_only(age, expected):
+def test_a_stale_queue_makes_its_service_critical_and_only_it(age, expected):
     beats = all_fresh()
     beats[3].last_seen = NOW - timedelta(seconds=age)  # analytics ops
     out = health.evaluate_services(beats, NOW, 15)
     assert out["analytics-os-service"]["status"] == expected
     assert out["ai-service"]["status"] == "HEALTHY"
-    if expected == "DEGRADED":
+    if expected == "CRITICAL":
         assert "ops" in out["analytics-os-service"]["reason"]
 
 
 def test_a_cleanly_stopped_worker_counts_as_gone_but_a_sibling_keeps_the_queue_up():
     beats = all_fresh()
     beats[0].stopped_at = NOW
-    assert health.evaluate_services(beats, NOW, 15)["ai-service"]["status"] == "DEGRADED"
+    assert health.evaluate_services(beats, NOW, 15)["ai-service"]["status"] == "CRITICAL"
     beats.append(Beat("ai-service", "inference", "inference@other", NOW))
     assert health.evaluate_services(beats, NOW, 15)["ai-service"]["status"] == "HEALTHY"
 
 
-def test_a_service_that_never_reported_is_unhealthy():
+def test_a_disabled_service_reads_disabled_not_critical():
+    out = health.evaluate_services(all_fresh()[:1], NOW, 15, frozenset({"exec-risk-service"}))
+    assert out["exec-risk-service"]["status"] == "DISABLED"
+    assert "EXEC_RISK_SERVICE_ENABLED" in out["exec-risk-service"]["reason"]
+    assert health.overall({"database": {"status": "HEALTHY"}, "redis": {"status": "HEALTHY"}},
+                          {"exec-risk-service": out["exec-risk-service"]})[0] == "HEALTHY"
+
+
+def test_a_service_that_never_reported_is_critical():
     out = health.evaluate_services(all_fresh()[:1], NOW, 15)
-    assert out["exec-risk-service"]["status"] == "UNHEALTHY"
+    assert out["exec-risk-service"]["status"] == "CRITICAL"
 
 
 def test_overall_status_rules():
     ok = {"status": "HEALTHY"}
     assert health.overall({"database": ok, "redis": ok}, {"a": {"status": "HEALTHY", "reason": ""}})[0] == "HEALTHY"
     assert health.overall({"database": ok, "redis": ok}, {"a": {"status": "DEGRADED", "reason": "x"}})[0] == "DEGRADED"
-    status, reasons = health.overall({"database": ok, "redis": {"status": "UNHEALTHY", "error": "refused"}}, None)
-    assert status == "UNHEALTHY" and reasons == ["redis: refused"]
+    status, reasons = health.overall({"database": ok, "redis": {"status": "CRITICAL", "error": "refused"}}, None)
+    assert status == "CRITICAL" and reasons == ["redis: refused"]
 
 
 @pytest.mark.django_db
@@ -108,8 +115,8 @@ def test_web_health_is_503_when_redis_is_unreachable(client, settings, monkeypat
     resp = client.get("/health")
     assert resp.status_code == 503
     body = resp.json()
-    assert body["status"] == "UNHEALTHY"
-    assert body["dependencies"]["redis"]["status"] == "UNHEALTHY"
+    assert body["status"] == "CRITICAL"
+    assert body["dependencies"]["redis"]["status"] == "CRITICAL"
     assert any(r.startswith("redis:") for r in body["reasons"])
 
 
@@ -141,41 +148,6 @@ def test_api_and_dashboard_require_login(client):
 def test_trace_api_validates_and_404s(admin_client):
     assert admin_client.get("/api/traces/bad!id/").status_code == 400
     assert admin_client.get("/api/traces/abcdef123456/").status_code == 404
-
-
-@pytest.mark.django_db
-def test_health_monitor_publishes_status_and_alerts_on_transitions(settings):
-    from django.core.cache import cache
-
-    from analytics.health import monitor
-
-    cache.delete(monitor._CACHE_KEY)
-    now = datetime.now(UTC)
-    for svc, q in [
-        ("ai-service", "inference"),
-        ("exec-risk-service", "execution"),
-        ("analytics-os-service", "learning"),
-        ("analytics-os-service", "ops"),
-    ]:
-        WorkerHeartbeat.objects.create(
-            worker=f"{q}@h", service=svc, queue=q, host="h", pid=1, started_at=now, last_seen=now
-        )
-    first = monitor.evaluate()
-    assert first["published"] and set(first["statuses"].values()) == {"HEALTHY"}
-    assert Event.objects.filter(type="health.status").count() == 1
-    assert not Event.objects.filter(type="system.alert").exists()  # no transition on first sight
-
-    assert monitor.evaluate()["published"] is False  # unchanged and recent: quiet
-
-    WorkerHeartbeat.objects.filter(queue="execution").update(last_seen=now - timedelta(seconds=30))
-    third = monitor.evaluate()
-    assert third["changed"] == [("exec-risk-service", "HEALTHY", "DEGRADED")]
-    status = Event.objects.filter(type="health.status").latest("timestamp")
-    assert status.payload["status"] == "DEGRADED"
-    assert status.payload["services"]["exec-risk-service"]["status"] == "DEGRADED"
-    alert = Event.objects.get(type="system.alert")
-    assert alert.payload["severity"] == "warning" and "exec-risk-service" in alert.payload["message"]
-    cache.delete(monitor._CACHE_KEY)
 
 
 @pytest.mark.django_db
