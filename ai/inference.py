@@ -21,6 +21,7 @@ from django.db import transaction
 
 from ai import registry
 from ai.ensemble import DEFAULT_MIN_CONFIDENCE, PRIOR_WEIGHT, vote
+from qtweb.faults import fail_point
 from core.enums import Mode
 from qtweb.events import EventType
 from qtweb.events.bus import publish_many
@@ -138,6 +139,7 @@ class InferenceEngine:
             X = rows.X_tab if s.forecaster.input_kind == "tab" else rows.X_seq
             t0 = time.perf_counter()
             try:
+                fail_point("ai", f"predict:{t}", enabled=getattr(settings, "AI_FAULTS_ENABLED", False))
                 p = np.asarray(s.forecaster.predict_proba_up(X), dtype=float)
             except Exception as exc:  # one model failing never stops the others
                 dropped[t] = f"{type(exc).__name__}: {exc}"

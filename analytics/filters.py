@@ -4,8 +4,19 @@ from __future__ import annotations
 import django_filters
 
 from ai.models import ModelType
-from analytics.models import DriftCheck, JobStatus, JobTrigger, RetrainingJob
-from trading.filters import ValueChoiceFilter
+from analytics.models import (
+    AlertFiring,
+    DriftCheck,
+    HealingAction,
+    HealingKind,
+    HealingOutcome,
+    HealthTransition,
+    JobStatus,
+    JobTrigger,
+    RetrainingJob,
+)
+from qtweb.events.schemas import HealthState
+from trading.filters import TrueFalseFilter, ValueChoiceFilter
 
 
 class RetrainingJobFilter(django_filters.FilterSet):
@@ -25,3 +36,41 @@ class DriftCheckFilter(django_filters.FilterSet):
     class Meta:
         model = DriftCheck
         fields = ("model_type", "detected")
+
+
+class AlertFiringFilter(django_filters.FilterSet):
+    """?rule=<id> ?rule_name=<name> ?subject=<queue, worker, exchange, model type> ?outcome= ?open=true|false"""
+
+    rule = django_filters.NumberFilter(field_name="rule_id")
+    rule_name = django_filters.CharFilter(field_name="rule__name")
+    subject = django_filters.CharFilter()
+    outcome = ValueChoiceFilter(field_name="action_outcome", values=HealingOutcome)
+    open = TrueFalseFilter(field_name="resolved_at", lookup_expr="isnull")
+
+    class Meta:
+        model = AlertFiring
+        fields = ("rule", "rule_name", "subject", "outcome", "open")
+
+
+class HealthTransitionFilter(django_filters.FilterSet):
+    """?component=queue:inference (exact, as listed) ?status=CRITICAL ?since=<ISO 8601, inclusive>"""
+
+    component = django_filters.CharFilter()
+    status = ValueChoiceFilter(values=HealthState)
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte")
+
+    class Meta:
+        model = HealthTransition
+        fields = ("component", "status", "since")
+
+
+class HealingActionFilter(django_filters.FilterSet):
+    """?kind=restart_worker ?target=inference (a queue, worker, model type or "mode") ?outcome=done"""
+
+    kind = ValueChoiceFilter(values=HealingKind)
+    target = django_filters.CharFilter()
+    outcome = ValueChoiceFilter(values=HealingOutcome)
+
+    class Meta:
+        model = HealingAction
+        fields = ("kind", "target", "outcome")

@@ -233,7 +233,9 @@ class AlertRule(models.Model):
 class AlertFiring(models.Model):
     """A rule that held for a subject (a worker, a model, the account), and what it did."""
 
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="firings")
+    # A deleted rule keeps its history: the firing remembers the rule's name.
+    rule = models.ForeignKey(AlertRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="firings")
+    rule_name = models.CharField(max_length=64, blank=True, default="")
     subject = models.CharField(max_length=NAME_MAX, help_text="what the metric was measured on")
     value = models.FloatField()
     threshold = models.FloatField()
@@ -247,7 +249,12 @@ class AlertFiring(models.Model):
         ordering = ["-fired_at", "-pk"]
 
     def __str__(self) -> str:
-        return f"{self.rule.name} on {self.subject}: {self.value:g}"
+        return f"{self.rule_name} on {self.subject}: {self.value:g}"
+
+    def save(self, *args, **kwargs):
+        if self.rule is not None and not self.rule_name:
+            self.rule_name = self.rule.name
+        super().save(*args, **kwargs)
 
 
 class NotificationChannel(models.Model):

@@ -53,3 +53,12 @@ def join_position(event: EventEnvelope) -> None:
     from analytics.learning.outcomes import join_position as join
 
     join(event)
+
+
+@subscriber(EventType.SYSTEM_ALERT, queue=Queue.OPS, name="analytics.notifications.fan_out")
+def notify_operators(event: EventEnvelope) -> None:
+    """Every alert, self-healing's included, to the operator channels whose minimum severity it
+    reaches: one delivery row each, sent by its own task after this transaction commits."""
+    from analytics.notifications.dispatch import fan_out
+
+    fan_out(event)

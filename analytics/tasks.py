@@ -56,3 +56,21 @@ def scheduled_retraining_task() -> list[int]:
     from analytics.learning.jobs import request_scheduled
 
     return [j.pk for j in request_scheduled()]
+
+
+# --- operator notifications ---
+# One task per channel: a channel that fails or hangs (bounded by SEND_TIMEOUT_SECONDS) holds
+# back no other channel. Retries and rate-limit waits are rows with a next_attempt_at, so the
+# task needs no retry of its own: flush_channel schedules the next run, and the sweep is the net.
+@queue_task(Queue.OPS, name="analytics.notifications.send", ignore_result=True, soft_time_limit=30, time_limit=40)
+def send_notifications_task(channel_id: int) -> str:
+    from analytics.notifications.dispatch import flush_channel
+
+    return flush_channel(channel_id).outcome
+
+
+@queue_task(Queue.OPS, name="analytics.notifications.sweep", ignore_result=True, soft_time_limit=20, time_limit=30)
+def sweep_notifications_task() -> int:
+    from analytics.notifications.dispatch import sweep
+
+    return sweep()

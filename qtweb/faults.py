@@ -25,3 +25,19 @@ def kill_point(area: str, name: str, *, enabled: bool) -> None:
         cache.delete(key)
         log.error("fault injection: SIGKILL to this worker's process group", fault=key)
         os.killpg(os.getpgid(os.getpid()), signal.SIGKILL)
+
+
+class InjectedFault(RuntimeError):
+    """Raised by fail_point: a component failing on purpose, for the self-healing tests."""
+
+
+def fail_point(area: str, name: str, *, enabled: bool) -> None:
+    """When enabled (test settings only) and the cache holds `<area>:fault:<name>`, raise here on
+    every call until the key is deleted: a component that keeps failing, not a crash."""
+    if not enabled:
+        return
+    from django.core.cache import cache
+
+    key = f"{area}:fault:{name}"
+    if cache.get(key):
+        raise InjectedFault(f"fault injection: {key}")

@@ -2,12 +2,18 @@
 
 Installed into django-celery-beat by `manage.py setup_periodic_tasks` (run by `make run` and
 at deploy). Each entry has an expiry so a backlog of stale runs is dropped, not replayed.
+
+An entry belongs to the service of its queue and is installed disabled while that service is
+switched off (README "Service switches"). The platform's own housekeeping (outbox re-dispatch
+and pruning) belongs to no service: it runs on the ops queue, or on the queue of another
+enabled service while analytics is switched off, so the outbox is still swept and pruned.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qtweb.queues import Queue
+from qtweb.health.status import service_switch_name
+from qtweb.queues import Queue, queue_enabled, service_for_queue
 
 
 @dataclass(frozen=True)
@@ -17,16 +23,38 @@ class Schedule:
     queue: Queue
     expires_seconds: float  # a run not started within this time is skipped
     description: str
+    platform: bool = False  # housekeeping of the platform itself: follows an enabled service
+
+
+# Where platform housekeeping runs, in order of preference: ops is its home; execution and
+# inference are short-task queues that can take two small sweeps while analytics is off.
+PLATFORM_QUEUES: tuple[Queue, ...] = (Queue.OPS, Queue.EXECUTION, Queue.INFERENCE)
+
+
+def placement(schedule: Schedule) -> tuple[Queue, str]:
+    """(the queue to install `schedule` on, why it is switched off or "") under the current
+    service switches."""
+    if schedule.platform:
+        for queue in PLATFORM_QUEUES:
+            if queue_enabled(queue):
+                return queue, ""
+        return schedule.queue, "every worker service is switched off"
+    if queue_enabled(schedule.queue):
+        return schedule.queue, ""
+    return schedule.queue, f"{service_switch_name(service_for_queue(schedule.queue))}=false"
 
 
 SCHEDULES: dict[str, Schedule] = {
     "qt:events.redispatch_pending": Schedule(
         task="qtweb.events.redispatch_pending", every_seconds=30, queue=Queue.OPS, expires_seconds=25,
         description="Re-send outbox deliveries still pending after EVENT_REDISPATCH_AFTER_SECONDS",
+        platform=True,
     ),
     "qt:events.prune_processed": Schedule(
         task="qtweb.events.prune_processed", every_seconds=3600, queue=Queue.OPS, expires_seconds=1800,
-        description="Delete fully processed events older than EVENT_RETENTION_HOURS",
+        description="Expire deliveries a disabled service did not take within its retention; delete fully "
+                    "processed events older than EVENT_RETENTION_HOURS",
+        platform=True,
     ),
     "qt:analytics.health.evaluate": Schedule(
         task="analytics.health.evaluate", every_seconds=5, queue=Queue.OPS, expires_seconds=5,
@@ -114,4 +142,11 @@ SCHEDULES["qt:trading.reconcile"] = Schedule(
     task="trading.reconcile", every_seconds=_setting("RECONCILE_SECONDS"), queue=Queue.EXECUTION,
     expires_seconds=_setting("RECONCILE_SECONDS"),
     description="Reconciliation: database vs exchange (orders, fills, positions, balances); system.alert on mismatch",
+)
+
+# --- operator notifications (analytics-os service) ---
+SCHEDULES["qt:analytics.notifications.sweep"] = Schedule(
+    task="analytics.notifications.sweep", every_seconds=10, queue=Queue.OPS, expires_seconds=9,
+    description="Notifications: send deliveries that are due (retries, rate-limited batches, lost tasks); "
+                "sync NOTIFY_CHANNELS",
 )

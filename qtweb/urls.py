@@ -34,6 +34,27 @@ learning = [
     path("drift/checks/", analytics_api.DriftCheckListView.as_view(), name="learning-drift-checks"),
 ]
 
+alerts = [
+    path("rules/", analytics_api.AlertRuleListView.as_view(), name="alert-rules"),
+    path("rules/<int:pk>/", analytics_api.AlertRuleDetailView.as_view(), name="alert-rule"),
+    path("firings/", analytics_api.AlertFiringListView.as_view(), name="alert-firings"),
+]
+
+notifications = [
+    path("channels/", analytics_api.NotificationChannelListView.as_view(), name="notification-channels"),
+    path("channels/<int:pk>/", analytics_api.NotificationChannelDetailView.as_view(), name="notification-channel"),
+    path("channels/<int:pk>/test/", analytics_api.NotificationChannelTestView.as_view(),
+         name="notification-channel-test"),
+    path("deliveries/", analytics_api.NotificationDeliveryListView.as_view(), name="notification-deliveries"),
+]
+
+health = [
+    path("graph/", analytics_api.HealthGraphView.as_view(), name="health-graph"),
+    path("transitions/", analytics_api.HealthTransitionListView.as_view(), name="health-transitions"),
+    path("healing/", analytics_api.HealingActionListView.as_view(), name="health-healing"),
+    path("healing/resume/", analytics_api.HealingResumeView.as_view(), name="health-healing-resume"),
+]
+
 api = [
     path("traces/<str:trace_id>/", views.TraceView.as_view(), name="trace-detail"),
     path("events/", views.EventListView.as_view(), name="event-list"),
@@ -44,6 +65,9 @@ api = [
     path("risk/", include(risk)),
     path("trading/", include(trading)),
     path("learning/", include(learning)),
+    path("alerts/", include(alerts)),
+    path("notifications/", include(notifications)),
+    path("health/", include(health)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -174,7 +174,7 @@ def test_health_grid_updates_live_from_heartbeat_and_health_status_events(daphne
 
         now = datetime.now(UTC)
         get_user_model().objects.create_user("operator", password="op-pass-9876", is_staff=True)
-        # ai-service: its only worker beat two minutes ago -> DEGRADED; exec-risk: fresh -> HEALTHY;
+        # ai-service: its only worker beat two minutes ago -> CRITICAL; exec-risk: fresh -> HEALTHY;
         # analytics-os-service: never reported -> CRITICAL.
         WorkerHeartbeat.objects.create(worker="inference@old", service="ai-service", queue="inference", host="h",
                                        pid=1, started_at=now - timedelta(hours=1),
@@ -199,7 +199,7 @@ def test_health_grid_updates_live_from_heartbeat_and_health_status_events(daphne
     ai = page.locator('.card[data-service="ai-service"]')
     exec_risk = page.locator('.card[data-service="exec-risk-service"]')
     analytics = page.locator('.card[data-service="analytics-os-service"]')
-    expect(ai).to_have_attribute("data-status", "DEGRADED")
+    expect(ai).to_have_attribute("data-status", "CRITICAL")
     expect(ai.locator(".age-value")).to_have_text(re.compile(r"^1[2-5]\d(\.\d)? s ago$"))
     expect(exec_risk).to_have_attribute("data-status", "HEALTHY")
     expect(analytics).to_have_attribute("data-status", "CRITICAL")
@@ -266,7 +266,7 @@ def test_heartbeat_age_of_a_two_queue_service_stays_that_of_its_stalest_queue(da
     page.wait_for_url(f"{daphne_url}/", timeout=WAIT_MS)
     expect(page.locator("#ws-state")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
     card = page.locator('.card[data-service="analytics-os-service"]')
-    expect(card).to_have_attribute("data-status", "DEGRADED")
+    expect(card).to_have_attribute("data-status", "CRITICAL")
     expect(card.locator(".age-value")).to_have_text(re.compile(r"^3\d\d(\.\d)? s ago$"))
 
     worker = f"ops@browser-{uuid.uuid4().hex[:6]}"
@@ -275,4 +275,4 @@ def test_heartbeat_age_of_a_two_queue_service_stays_that_of_its_stalest_queue(da
     expect(card).to_have_attribute("data-last-worker", worker, timeout=WAIT_MS)
     page.wait_for_timeout(1100)  # one tick of the page's age timer
     expect(card.locator(".age-value")).to_have_text(re.compile(r"^3\d\d s ago$"))
-    expect(card).to_have_attribute("data-status", "DEGRADED")
+    expect(card).to_have_attribute("data-status", "CRITICAL")

@@ -56,7 +56,7 @@ def decide(graph: dict, memory: Memory, *, memory_threshold_pct: float, model_fa
     critical_queues = {d.target for d in out}
     for name, w in sorted(graph.get("workers", {}).items()):
         mem = w.get("memory_percent")
-        if w.get("stopped") or w["queue"] in critical_queues or not isinstance(mem, int | float):
+        if w.get("shut_down") or w["queue"] in critical_queues or not isinstance(mem, int | float):
             continue
         if mem > memory_threshold_pct:
             facts = {"worker": name, "queue": w["queue"], "memory_percent": mem, "threshold_pct": memory_threshold_pct,

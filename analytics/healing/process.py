@@ -122,7 +122,8 @@ class SupervisorManager:
                 if "ALREADY_STARTED" not in str(exc):
                     raise
         after = self.info(program)
-        return f"killed pid {before.pid} ({before.state}); now {after.state} pid {after.pid}"
+        was = f"killed pid {before.pid}" if before.state in ("RUNNING", "STARTING") else f"was {before.state}"
+        return f"{was}; now {after.state} pid {after.pid}"
 
     def stop(self, program: str) -> str:
         before = self.info(program)

@@ -34,6 +34,9 @@ ACTOR = "self-healing"
 QUARANTINE_PREFIX = "self-healing: "
 # A pid change seen this soon after our own restart of that worker is our restart, not a death.
 _OWN_RESTART_GRACE_SECONDS = 30
+# A worker process this young is still importing its models before its first heartbeat: killing it
+# again would be a restart loop of our own making.
+STARTUP_GRACE_SECONDS = 45
 
 
 def analytics_shadow() -> bool:
@@ -104,10 +107,14 @@ def restart_queue_worker(queue: str, *, trigger: str, details: dict | None = Non
             return None
         return record(HealingKind.RESTART_WORKER, queue, trigger=trigger, details=details, rule=rule,
                       outcome=HealingOutcome.SKIPPED, result="shadow: would have restarted " + details["program"])
+    pm = manager()
+    starting = _still_starting(pm, details["program"])
+    if starting:
+        log.info("worker still starting: not restarted", queue=queue, process=starting)
+        return None
     done = restarts_in_window(queue)
     if done >= settings.SELF_HEALING_MAX_RESTARTS:
         return give_up(queue, trigger=trigger, details={**details, "restarts_in_window": done}, rule=rule)
-    pm = manager()
     try:
         result = pm.restart(details["program"])
         outcome = HealingOutcome.DONE
@@ -120,6 +127,32 @@ def restart_queue_worker(queue: str, *, trigger: str, details: dict | None = Non
     return record(HealingKind.RESTART_WORKER, queue, trigger=trigger, rule=rule, outcome=outcome, result=result,
                   details={**details, "restarts_in_window": done + (outcome == HealingOutcome.DONE)},
                   severity=Severity.CRITICAL if outcome == HealingOutcome.FAILED else Severity.WARNING)
+
+
+def _still_starting(pm, program: str) -> str:
+    """Why the program counts as still starting ("" when it does not): a worker process this young
+    that has not beaten yet is importing its models, and killing it would be a loop of our own."""
+    import time
+
+    try:
+        info = pm.processes().get(program)
+    except ProcessManagerError:
+        return ""
+    if info is None:
+        return ""
+    if info.state == "STARTING":
+        return "STARTING"
+    age = time.time() - info.started_at
+    if info.state == "RUNNING" and age < STARTUP_GRACE_SECONDS and not _has_beaten(info.pid):
+        return f"RUNNING for {age:.0f}s, no heartbeat yet"
+    return ""
+
+
+def _has_beaten(pid: int) -> bool:
+    """Whether the process with this pid has sent a heartbeat (then it is past its start-up)."""
+    from qtweb.health.models import WorkerHeartbeat
+
+    return WorkerHeartbeat.objects.filter(pid=pid).exists()
 
 
 def give_up(queue: str, *, trigger: str, details: dict, rule=None) -> HealingAction:
@@ -162,10 +195,10 @@ def restart_pool(worker: str, *, trigger: str, details: dict | None = None, rule
     if analytics_shadow():
         return record(HealingKind.RESTART_POOL, worker, trigger=trigger, details=details, rule=rule,
                       outcome=HealingOutcome.SKIPPED, result="shadow: would have restarted the pool")
-    from qtweb.celery import app
+    from celery import current_app
 
     try:
-        replies = app.control.pool_restart(destination=[worker], reply=True, timeout=5) or []
+        replies = current_app.control.pool_restart(destination=[worker], reply=True, timeout=5) or []
     except Exception as exc:  # broker down: the graph shows it; try again after the cooldown
         replies, error = [], f"{type(exc).__name__}: {exc}"
     else:

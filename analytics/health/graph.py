@@ -49,15 +49,15 @@ def assess(*, heartbeats: list[dict], backlog: dict[str, dict], dependencies: di
     """Pure: the facts in, the graph out (without generated_at).
 
     `heartbeats`: one dict per worker row (worker, service, queue, host, pid, heartbeat_age_seconds,
-    stopped, stats). `backlog`: {queue: {depth, oldest_age_seconds}} or {} when Redis is down.
+    shut_down, stats). `backlog`: {queue: {depth, oldest_age_seconds}} or {} when Redis is down.
     `modules`: {service: {module: report}}."""
     workers: dict[str, dict] = {}
     for hb in heartbeats:
         stats = hb.get("stats") or {}
         reasons, status = [], HealthState.HEALTHY.value
         age = hb["heartbeat_age_seconds"]
-        if hb["stopped"]:
-            status, reasons = HealthState.DISABLED.value, ["stopped (shut down cleanly)"]
+        if hb["shut_down"]:
+            status, reasons = HealthState.DISABLED.value, ["shut down cleanly"]
         elif age > stale_seconds:
             status, reasons = HealthState.CRITICAL.value, [f"no heartbeat for {age:.0f}s (> {stale_seconds:.0f}s)"]
         else:
@@ -67,7 +67,7 @@ def assess(*, heartbeats: list[dict], backlog: dict[str, dict], dependencies: di
                 reasons.append(f"memory {mem:.1f}% > {memory_threshold_pct:g}%")
         workers[hb["worker"]] = {
             "service": hb["service"], "queue": hb["queue"], "host": hb["host"], "pid": hb["pid"],
-            "heartbeat_age_seconds": round(age, 1), "stopped": hb["stopped"],
+            "heartbeat_age_seconds": round(age, 1), "shut_down": hb["shut_down"],
             "memory_percent": stats.get("memory_percent"), "rss_mb": stats.get("rss_mb"),
             "cpu_percent": stats.get("cpu_percent"), "active_tasks": stats.get("active_tasks"),
             "uptime_seconds": stats.get("uptime_seconds"), "started_at": hb.get("started_at"),
@@ -78,7 +78,7 @@ def assess(*, heartbeats: list[dict], backlog: dict[str, dict], dependencies: di
     for service, qs in SERVICE_QUEUES.items():
         for q in qs:
             q = q.value
-            on = [w for w, info in workers.items() if info["queue"] == q and not info["stopped"]]
+            on = [w for w, info in workers.items() if info["queue"] == q and not info["shut_down"]]
             live = [w for w in on if workers[w]["heartbeat_age_seconds"] <= stale_seconds]
             ages = [workers[w]["heartbeat_age_seconds"] for w in on]
             b = backlog.get(q) or {}
@@ -88,7 +88,7 @@ def assess(*, heartbeats: list[dict], backlog: dict[str, dict], dependencies: di
                 status, reasons = HealthState.DISABLED.value, ["its service is switched off"]
             elif not live:
                 status = HealthState.CRITICAL.value
-                stopped = sorted(w for w, info in workers.items() if info["queue"] == q and info["stopped"])
+                stopped = sorted(w for w, info in workers.items() if info["queue"] == q and info["shut_down"])
                 if ages:
                     reasons = [f"no heartbeat within {stale_seconds:.0f}s (last {min(ages):.0f}s ago)"]
                 elif stopped:
@@ -174,7 +174,7 @@ def build(now: datetime | None = None) -> dict[str, Any]:
     # Heartbeat rows of workers that stopped long ago are history, not parts of the system.
     keep_stopped = float(settings.HEARTBEAT_RETENTION_HOURS) * 3600
     heartbeats = [{"worker": r.worker, "service": r.service, "queue": r.queue, "host": r.host, "pid": r.pid,
-                   "heartbeat_age_seconds": (now - r.last_seen).total_seconds(), "stopped": r.stopped_at is not None,
+                   "heartbeat_age_seconds": (now - r.last_seen).total_seconds(), "shut_down": r.stopped_at is not None,
                    "started_at": r.started_at.isoformat(), "stats": r.stats}
                   for r in rows if r.stopped_at is None or (now - r.stopped_at).total_seconds() < keep_stopped]
     names = [s.value for s in SERVICE_QUEUES]

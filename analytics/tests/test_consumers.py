@@ -146,7 +146,7 @@ def test_logged_in_user_receives_snapshot_of_every_service():
     assert set(services) == SERVICES
     assert services["ai-service"]["status"] == "HEALTHY"
     assert 1.0 <= services["ai-service"]["last_heartbeat_age_seconds"] < 30
-    assert services["exec-risk-service"]["status"] == "DEGRADED"
+    assert services["exec-risk-service"]["status"] == "CRITICAL"
     assert services["exec-risk-service"]["last_heartbeat_age_seconds"] >= 120
     assert "execution" in services["exec-risk-service"]["reason"]
     assert services["analytics-os-service"]["status"] == "CRITICAL"

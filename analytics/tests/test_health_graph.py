@@ -14,7 +14,7 @@ SERVICES = ("ai-service", "exec-risk-service", "analytics-os-service")
 
 def beats(**ages):
     return [{"worker": f"{q}@h", "service": s, "queue": q, "host": "h", "pid": 10 + i,
-             "heartbeat_age_seconds": ages.get(q, 1.0), "stopped": False, "started_at": "2026-01-01T00:00:00+00:00",
+             "heartbeat_age_seconds": ages.get(q, 1.0), "shut_down": False, "started_at": "2026-01-01T00:00:00+00:00",
              "stats": {"memory_percent": 2.0}} for i, (q, s) in enumerate(QUEUES.items())]
 
 
@@ -88,7 +88,7 @@ def test_a_dependency_down_makes_the_system_critical():
 
 def test_a_queue_never_reported_and_one_shut_down_say_which():
     hb = beats()
-    hb[1]["stopped"] = True
+    hb[1]["shut_down"] = True
     out = assess([b for b in hb if b["queue"] != "inference"])
     assert out["queues"]["inference"]["reasons"] == ["no worker has ever reported"]
     assert out["queues"]["execution"]["reasons"] == ["no live worker (execution@h shut down)"]

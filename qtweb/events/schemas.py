@@ -154,6 +154,8 @@ class RlDecision(Payload):
     reference_price: PositiveDecimal | None = None  # the price the signal saw (the collar checks it)
     model_versions: dict[str, str] = Field(default_factory=dict)
     account_snapshot_age_seconds: NonNegativeFloat | None = None
+    # Decided by an ai-service in SHADOW (AI_SERVICE_SHADOW): recorded, never traded by execution.
+    shadow: bool = False
 
 
 class UniverseOpportunity(Payload):

@@ -132,6 +132,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Quantum Trader API",
     "VERSION": "0.1.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # One choice set on two models (healing actions and alert firings): one schema name.
+    "ENUM_NAME_OVERRIDES": {"HealingOutcomeEnum": "analytics.models.HealingOutcome"},
 }
 
 # --- platform knobs (documented in README "Configuration") ---

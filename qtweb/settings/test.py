@@ -15,6 +15,7 @@ EVENT_RETRY_BACKOFF_SECONDS = float(os.environ.get("EVENT_RETRY_BACKOFF_SECONDS"
 # test workers; production settings never enable them.
 EXECUTION_FAULTS_ENABLED = True
 LEARNING_FAULTS_ENABLED = True
+AI_FAULTS_ENABLED = True  # a model that raises on every call (self-healing quarantines it)
 # A retraining job given up for dead sooner than in production, so the crash test's reaper (the
 # real task on the ops worker) acts within seconds.
 CLM_JOB_STALE_SECONDS = float(os.environ.get("CLM_JOB_STALE_SECONDS") or 30)

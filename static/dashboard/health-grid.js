@@ -1,5 +1,8 @@
 // Live service health grid: a snapshot on connect, then heartbeats, health.status and
 // system.alert events pushed over the dashboard websocket. Ages tick locally between events.
+// Statuses are those of the server (HEALTHY, DEGRADED, CRITICAL, DISABLED); each card also lists
+// its queues' backlog (messages waiting, age of the oldest) from the health graph, re-read every
+// GRAPH_REFRESH_MS from /api/health/graph/.
 // The page's one websocket lives here; every event it receives is also dispatched on
 // `document` as a "qt:event" CustomEvent (detail: the event) for the other panels.
 (function () {
@@ -13,6 +16,13 @@
   const lastBeat = {};
   // The server's HEARTBEAT_STALE_SECONDS, rendered into the page.
   const STALE_SECONDS = parseFloat(grid.dataset.staleSeconds) || 15;
+  // The monitor rebuilds the graph every 5 s; a backlog a few seconds old is current enough.
+  const GRAPH_REFRESH_MS = 10000;
+
+  // Events stored before CRITICAL replaced UNHEALTHY (the server maps it the same way).
+  function normalize(status) {
+    return status === "UNHEALTHY" ? "CRITICAL" : status;
+  }
 
   function card(service) {
     let el = grid.querySelector(`[data-service="${CSS.escape(service)}"]`);
@@ -29,6 +39,9 @@
 
   function setStatus(service, status, reason) {
     const el = card(service);
+    status = normalize(status);
+    // The server's word replaces the page's own stale-heartbeat guess (see the timer below).
+    delete el.dataset.staleLocal;
     el.dataset.status = status;
     el.querySelector(".status").textContent = status;
     if (reason !== undefined) el.querySelector(".reason").textContent = reason || "";
@@ -72,6 +85,12 @@
       renderAge(p.service);
       const el = card(p.service);
       el.dataset.lastWorker = p.worker;
+      // The page itself turned the card CRITICAL for a missed heartbeat: every queue beats
+      // again, so it goes back to what the server said before. A CRITICAL from the server stays
+      // until the next health.status.
+      if (el.dataset.staleLocal && serviceAge(p.service) <= STALE_SECONDS) {
+        setStatus(p.service, "HEALTHY", "");
+      }
     } else if (ev.type === "health.status") {
       for (const [name, svc] of Object.entries(p.services || {})) setStatus(name, svc.status, svc.reason);
     } else if (ev.type === "system.alert") {
@@ -110,9 +129,68 @@
       renderAge(name);
       const el = card(name);
       const age = serviceAge(name);
-      if (age !== null && age > STALE_SECONDS && el.dataset.status === "HEALTHY") setStatus(name, "DEGRADED", `no heartbeat for ${age.toFixed(0)} s`);
+      // As the server rules (qtweb/health/status.py): a queue without a heartbeat within the
+      // stale window has no live worker, and its service is CRITICAL. DISABLED stays DISABLED.
+      if (age !== null && age > STALE_SECONDS && el.dataset.status === "HEALTHY") {
+        setStatus(name, "CRITICAL", `no heartbeat for ${age.toFixed(0)} s`);
+        el.dataset.staleLocal = "1";
+      }
     }
   }, 1000);
+
+  function fmtSeconds(s) {
+    if (typeof s !== "number") return "";
+    if (s < 120) return `${s.toFixed(0)} s`;
+    if (s < 7200) return `${(s / 60).toFixed(0)} min`;
+    return `${(s / 3600).toFixed(1)} h`;
+  }
+
+  // A graph older than this means the monitor has stopped storing new ones: the lines say so.
+  const GRAPH_STALE_SECONDS = 60;
+
+  // One line per queue of the service: "inference: 3 waiting, oldest 12 s".
+  function renderQueues(graph) {
+    const age = typeof graph.age_seconds === "number" ? graph.age_seconds : 0;
+    const asOf = age > GRAPH_STALE_SECONDS ? ` (as of ${fmtSeconds(age)} ago)` : "";
+    const byService = {};
+    for (const [name, q] of Object.entries(graph.queues || {})) (byService[q.service] ||= []).push([name, q]);
+    for (const [service, queues] of Object.entries(byService)) {
+      const el = card(service);
+      let list = el.querySelector(".queues");
+      if (!list) {
+        list = document.createElement("ul");
+        list.className = "queues";
+        el.appendChild(list);
+      }
+      list.replaceChildren(...queues.map(([name, q]) => {
+        const li = document.createElement("li");
+        li.dataset.queue = name;
+        li.dataset.status = q.status || "";
+        li.dataset.depth = q.depth === null || q.depth === undefined ? "" : String(q.depth);
+        let text = `${name}: `;
+        if (typeof q.depth !== "number") text += "backlog unknown";
+        else text += `${q.depth} waiting${q.depth && typeof q.oldest_age_seconds === "number" ? `, oldest ${fmtSeconds(q.oldest_age_seconds)}` : ""}`;
+        li.textContent = text + asOf;
+        if (q.reasons && q.reasons.length) li.title = q.reasons.join("; ");
+        return li;
+      }));
+    }
+    grid.dataset.graphAge = typeof graph.age_seconds === "number" ? String(graph.age_seconds) : "";
+  }
+
+  async function loadGraph() {
+    try {
+      const r = await fetch("/api/health/graph/", {headers: {Accept: "application/json"}, credentials: "same-origin"});
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      renderQueues(await r.json());
+    } catch (err) {
+      grid.dataset.graphError = err.message;  // the statuses still come over the websocket
+      return;
+    }
+    delete grid.dataset.graphError;
+  }
+  loadGraph();
+  setInterval(loadGraph, GRAPH_REFRESH_MS);
   for (const el of grid.querySelectorAll(".card")) {
     const age = el.querySelector(".age-value").dataset.age;
     // The page's first render only has the service's age; the snapshot brings each queue's.
