@@ -8,7 +8,8 @@ What it heals:
 - a model that failed `model_failures` votes in a row: quarantine it (the ensemble goes on with
   the others); one that self-healing quarantined and that answered `model_recoveries` times in a
   row since: release it;
-- execution CRITICAL: REDUCE_ONLY through the risk service while it lasts; back to the mode before
+- execution CRITICAL for longer than `reduce_only_after_seconds`: REDUCE_ONLY through the risk
+  service while it lasts; back to the mode before
   once it is HEALTHY again, only when the operator allowed that (SELF_HEALING_AUTO_RESUME).
 
 Cooldowns and the restart-loop guard are applied by the service (analytics/healing/service.py),
@@ -42,10 +43,11 @@ class Memory:
     mode_before_healing: str | None = None  # the mode self-healing left when it entered REDUCE_ONLY
     quarantined_by_healing: frozenset[str] = frozenset()  # model types self-healing quarantined
     pool_restarted_recently: frozenset[str] = frozenset()  # workers whose pool restarted within the cooldown
+    execution_critical_seconds: float | None = None  # how long exec-risk-service has been CRITICAL
 
 
 def decide(graph: dict, memory: Memory, *, memory_threshold_pct: float, model_failures: int,
-           model_recoveries: int, auto_resume: bool) -> list[Decision]:
+           model_recoveries: int, auto_resume: bool, reduce_only_after_seconds: float = 30.0) -> list[Decision]:
     out: list[Decision] = []
     for name, q in sorted(graph.get("queues", {}).items()):
         if q.get("enabled", True) and q["status"] == CRITICAL:
@@ -83,10 +85,14 @@ def decide(graph: dict, memory: Memory, *, memory_threshold_pct: float, model_fa
             out.append(Decision("release_model", model_type, f"answered {answering} votes in a row since", facts))
     execution = graph.get("services", {}).get(EXECUTION_SERVICE, {})
     status = execution.get("status")
-    if status == CRITICAL and memory.mode in (Mode.NORMAL.value, Mode.SHADOW.value):
+    # Not on a blip: a worker that self-healing brings back within seconds, or one still starting
+    # with the rest of the system, is not "execution unhealthy".
+    lasting = (memory.execution_critical_seconds or 0.0) >= reduce_only_after_seconds
+    if status == CRITICAL and lasting and memory.mode in (Mode.NORMAL.value, Mode.SHADOW.value):
         out.append(Decision("reduce_only", "mode", f"exec-risk-service CRITICAL: "
                             f"{'; '.join(execution.get('reasons', [])) or 'down'}"[:500],
-                            {"previous_mode": memory.mode, "reasons": execution.get("reasons", [])}))
+                            {"previous_mode": memory.mode, "reasons": execution.get("reasons", []),
+                             "critical_for_seconds": memory.execution_critical_seconds}))
     elif status == HEALTHY and memory.mode == Mode.REDUCE_ONLY.value and memory.reduce_only_by_healing:
         target = memory.mode_before_healing or Mode.NORMAL.value
         out.append(Decision("restore_mode", "mode", "exec-risk-service HEALTHY again",

@@ -36,7 +36,7 @@ QUARANTINE_PREFIX = "self-healing: "
 _OWN_RESTART_GRACE_SECONDS = 30
 # A worker process this young is still importing its models before its first heartbeat: killing it
 # again would be a restart loop of our own making.
-STARTUP_GRACE_SECONDS = 45
+STARTUP_GRACE_SECONDS = 120
 
 
 def analytics_shadow() -> bool:
@@ -315,7 +315,18 @@ def memory_now() -> policy.Memory:
     pools = frozenset(_recent_targets(HealingKind.RESTART_POOL, settings.SELF_HEALING_RESTART_COOLDOWN_SECONDS * 2))
     return policy.Memory(mode=mode, reduce_only_by_healing=ours,
                          mode_before_healing=last.previous_mode if ours else None,
-                         quarantined_by_healing=quarantined, pool_restarted_recently=pools)
+                         quarantined_by_healing=quarantined, pool_restarted_recently=pools,
+                         execution_critical_seconds=_critical_for(f"service:{policy.EXECUTION_SERVICE}"))
+
+
+def _critical_for(component: str) -> float | None:
+    """Seconds since the component's last transition, when that transition made it CRITICAL."""
+    from analytics.models import HealthTransition
+
+    last = HealthTransition.objects.filter(component=component).order_by("-at", "-pk").first()
+    if last is None or last.status != policy.CRITICAL:
+        return None
+    return (timezone.now() - last.at).total_seconds()
 
 
 def _recent_targets(kind: str, seconds: float) -> list[str]:
@@ -336,6 +347,8 @@ def observe_restarts(graph: dict, previous: dict | None) -> list[HealingAction]:
         old = before.get(program)
         if queue is None or old is None or not old.get("pid") or old["pid"] == info.get("pid"):
             continue
+        if not info.get("pid") or info.get("state") not in ("RUNNING", "STARTING"):
+            continue  # died and not restarted: the graph has the queue CRITICAL, and we restart it
         if _recent(HealingKind.RESTART_WORKER, queue, _OWN_RESTART_GRACE_SECONDS).filter(
                 details__observed=False).exists():
             continue  # our own restart
@@ -378,7 +391,8 @@ def run(graph: dict, previous: dict | None = None) -> list[HealingAction]:
                               memory_threshold_pct=settings.SELF_HEALING_MEMORY_THRESHOLD_PCT,
                               model_failures=settings.SELF_HEALING_MODEL_FAILURES,
                               model_recoveries=settings.SELF_HEALING_MODEL_RECOVERIES,
-                              auto_resume=settings.SELF_HEALING_AUTO_RESUME)
+                              auto_resume=settings.SELF_HEALING_AUTO_RESUME,
+                              reduce_only_after_seconds=settings.SELF_HEALING_REDUCE_ONLY_AFTER_SECONDS)
     for d in decisions:
         try:
             if d.kind == HealingKind.RESTART_WORKER:

@@ -109,6 +109,7 @@ def monitor_world(db, settings, clean_cache):
     from qtweb.health.models import WorkerHeartbeat
 
     settings.PROCESS_MANAGER = "none"
+    settings.SELF_HEALING_REDUCE_ONLY_AFTER_SECONDS = 0  # act on the first CRITICAL pass
     AlertRule.objects.all().delete()  # this test is about the graph, not the rules
     from django.core.cache import cache
 
@@ -194,3 +195,17 @@ def test_rpc_get_system_health_returns_the_whole_graph(monitor_world):
     assert out["dependencies"]["database"]["latency_ms"] is not None
     assert out["dependencies"]["redis"]["latency_ms"] is not None
     assert set(out["queues"]) == set(QUEUES) and out["queues"]["ops"]["depth"] is not None
+
+
+def test_execution_critical_for_less_than_the_grace_does_not_reduce_only(monitor_world, settings):
+    from analytics.models import HealingAction
+    from qtweb.health.models import WorkerHeartbeat
+    from risk.services.modes import mode_get
+
+    settings.SELF_HEALING_REDUCE_ONLY_AFTER_SECONDS = 30
+    monitor_world.evaluate()
+    WorkerHeartbeat.objects.filter(queue="execution").update(last_seen=datetime.now(UTC) - timedelta(seconds=30))
+    monitor_world.evaluate()
+    monitor_world.evaluate()
+    assert mode_get().value == "NORMAL"
+    assert not HealingAction.objects.filter(kind="reduce_only").exists()

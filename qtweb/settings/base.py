@@ -269,6 +269,9 @@ SELF_HEALING_RESTART_WINDOW_SECONDS = read("SELF_HEALING_RESTART_WINDOW_SECONDS"
 # The operator's permission to leave the REDUCE_ONLY that self-healing entered while execution was
 # unhealthy, once it is healthy again. Off: an operator resumes by hand.
 SELF_HEALING_AUTO_RESUME = read("SELF_HEALING_AUTO_RESUME")
+# Execution must be CRITICAL this long before self-healing sets REDUCE_ONLY: a worker it restarts
+# in seconds, or one still starting with the rest of the system, is not an outage.
+SELF_HEALING_REDUCE_ONLY_AFTER_SECONDS = read("SELF_HEALING_REDUCE_ONLY_AFTER_SECONDS")
 SELF_HEALING_MODEL_FAILURES = read("SELF_HEALING_MODEL_FAILURES")  # failed votes in a row: quarantine
 SELF_HEALING_MODEL_RECOVERIES = read("SELF_HEALING_MODEL_RECOVERIES")  # clean answers in a row: release
 # A queue whose oldest message waits longer than this while its worker beats is stuck (the learning
@@ -279,6 +282,7 @@ _HEALING_LIMITS = {
     "SELF_HEALING_MEMORY_THRESHOLD_PCT": (1, "a percentage"), "SELF_HEALING_MAX_RESTARTS": (1, "one restart"),
     "SELF_HEALING_RESTART_WINDOW_SECONDS": (60, "a window"), "SELF_HEALING_MODEL_FAILURES": (1, "one failure"),
     "SELF_HEALING_MODEL_RECOVERIES": (1, "one answer"), "QUEUE_STUCK_SECONDS": (10, "a task needs time"),
+    "SELF_HEALING_REDUCE_ONLY_AFTER_SECONDS": (0, "a duration"),
 }
 for _name, (_least, _why) in _HEALING_LIMITS.items():
     if globals()[_name] < _least:
