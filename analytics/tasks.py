@@ -3,12 +3,13 @@ from qtweb.queues import Queue
 from qtweb.taskqueue import queue_task
 
 
+# A pass may wait on supervisord while it restarts a worker (up to ~10 s): the limit leaves room.
 @queue_task(Queue.OPS, name="analytics.health.evaluate", ignore_result=True,
-            soft_time_limit=10, time_limit=20)
+            soft_time_limit=45, time_limit=60)
 def evaluate_health() -> None:
-    from analytics.health.monitor import evaluate
+    from analytics.health.monitor import evaluate_exclusively
 
-    evaluate()
+    evaluate_exclusively()
 
 
 # Bookkeeping on the ops queue: the learning worker may be busy with a retraining job for minutes.

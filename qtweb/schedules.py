@@ -58,7 +58,7 @@ SCHEDULES: dict[str, Schedule] = {
     ),
     "qt:analytics.health.evaluate": Schedule(
         task="analytics.health.evaluate", every_seconds=5, queue=Queue.OPS, expires_seconds=5,
-        description="Health monitor: publish health.status and system.alert from heartbeats",
+        description="Health monitor: the health graph, its transitions and alerts, self-healing, alert rules",
     ),
 }
 

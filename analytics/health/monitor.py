@@ -44,6 +44,23 @@ def _alert(component: str, old: str, new: str, reasons: list[str], service: str 
     }, source=Service.ANALYTICS.value)
 
 
+_LOCK_KEY = "analytics:health:evaluating"
+_LOCK_SECONDS = 60  # longer than the task's hard time limit: a killed pass frees it by expiry
+
+
+def evaluate_exclusively() -> dict | None:
+    """One pass at a time across every ops process: two passes deciding on the same graph would
+    both restart the same worker (the cooldown is read before either records). None when another
+    pass holds the lock; the next beat tries again."""
+    if not cache.add(_LOCK_KEY, 1, timeout=_LOCK_SECONDS):
+        log.info("health pass skipped: another one is running")
+        return None
+    try:
+        return evaluate()
+    finally:
+        cache.delete(_LOCK_KEY)
+
+
 def evaluate() -> dict:
     from analytics.healing import service as healing
 

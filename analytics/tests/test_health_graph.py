@@ -209,3 +209,15 @@ def test_execution_critical_for_less_than_the_grace_does_not_reduce_only(monitor
     monitor_world.evaluate()
     assert mode_get().value == "NORMAL"
     assert not HealingAction.objects.filter(kind="reduce_only").exists()
+
+
+def test_one_health_pass_at_a_time(monitor_world):
+    from django.core.cache import cache
+
+    cache.set(monitor_world._LOCK_KEY, 1, timeout=60)  # another ops process is mid-pass
+    try:
+        assert monitor_world.evaluate_exclusively() is None
+    finally:
+        cache.delete(monitor_world._LOCK_KEY)
+    assert monitor_world.evaluate_exclusively()["graph"]["status"] == "HEALTHY"
+    assert cache.get(monitor_world._LOCK_KEY) is None
