@@ -316,7 +316,15 @@ def memory_now() -> policy.Memory:
     return policy.Memory(mode=mode, reduce_only_by_healing=ours,
                          mode_before_healing=last.previous_mode if ours else None,
                          quarantined_by_healing=quarantined, pool_restarted_recently=pools,
-                         execution_critical_seconds=_critical_for(f"service:{policy.EXECUTION_SERVICE}"))
+                         execution_critical_seconds=_execution_critical_for())
+
+
+def _execution_critical_for() -> float | None:
+    """How long execution has been CRITICAL, None while it is not, or while its worker is still
+    starting (a system coming up is not an execution outage)."""
+    if _still_starting(manager(), program_for_queue("execution")):
+        return None
+    return _critical_for(f"service:{policy.EXECUTION_SERVICE}")
 
 
 def _critical_for(component: str) -> float | None:
@@ -324,8 +332,8 @@ def _critical_for(component: str) -> float | None:
     from analytics.models import HealthTransition
 
     last = HealthTransition.objects.filter(component=component).order_by("-at", "-pk").first()
-    if last is None or last.status != policy.CRITICAL:
-        return None
+    if last is None or last.status != policy.CRITICAL or not last.previous_status:
+        return None  # never seen otherwise: it has not started yet, nothing was in flight
     return (timezone.now() - last.at).total_seconds()
 
 

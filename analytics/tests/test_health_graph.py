@@ -221,3 +221,16 @@ def test_one_health_pass_at_a_time(monitor_world):
         cache.delete(monitor_world._LOCK_KEY)
     assert monitor_world.evaluate_exclusively()["graph"]["status"] == "HEALTHY"
     assert cache.get(monitor_world._LOCK_KEY) is None
+
+
+def test_an_execution_worker_that_never_started_is_not_an_outage(monitor_world):
+    from analytics.models import HealingAction
+    from qtweb.health.models import WorkerHeartbeat
+    from risk.services.modes import mode_get
+
+    WorkerHeartbeat.objects.filter(queue="execution").delete()  # a system still coming up
+    out = monitor_world.evaluate()
+    assert out["graph"]["services"]["exec-risk-service"]["status"] == "CRITICAL"
+    monitor_world.evaluate()
+    assert mode_get().value == "NORMAL"
+    assert not HealingAction.objects.filter(kind="reduce_only").exists()
