@@ -87,7 +87,8 @@ def decide(graph: dict, memory: Memory, *, memory_threshold_pct: float, model_fa
     status = execution.get("status")
     # Not on a blip: a worker that self-healing brings back within seconds, or one still starting
     # with the rest of the system, is not "execution unhealthy".
-    lasting = (memory.execution_critical_seconds or 0.0) >= reduce_only_after_seconds
+    critical_for = memory.execution_critical_seconds
+    lasting = critical_for is not None and critical_for >= reduce_only_after_seconds
     if status == CRITICAL and lasting and memory.mode in (Mode.NORMAL.value, Mode.SHADOW.value):
         out.append(Decision("reduce_only", "mode", f"exec-risk-service CRITICAL: "
                             f"{'; '.join(execution.get('reasons', [])) or 'down'}"[:500],
