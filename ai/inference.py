@@ -21,10 +21,10 @@ from django.db import transaction
 
 from ai import registry
 from ai.ensemble import DEFAULT_MIN_CONFIDENCE, PRIOR_WEIGHT, vote
-from qtweb.faults import fail_point
 from core.enums import Mode
 from qtweb.events import EventType
 from qtweb.events.bus import publish_many
+from qtweb.faults import fail_point
 from qtweb.logging import get_logger
 
 log = get_logger(__name__)

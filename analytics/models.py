@@ -1,4 +1,5 @@
 """The learning manager's records: predictions and their outcomes, drift checks, retraining jobs."""
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -207,8 +208,11 @@ class AlertRule(models.Model):
     action = models.CharField(max_length=32)
     severity = models.CharField(max_length=8, default="warning", help_text="info, warning or critical")
     enabled = models.BooleanField(default=True)
-    cooldown_seconds = models.PositiveIntegerField(default=300,
-                                                   help_text="between two actions of this rule on one subject")
+    # At least two monitor passes: a rule acting on every pass (an emergency stop re-sent every 5 s)
+    # is a loop, not a policy.
+    cooldown_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(10, "cooldown_seconds must be at least 10 (two monitor passes)")],
+        help_text="between two actions of this rule on one subject (at least 10)")
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = models.CharField(max_length=150, blank=True, default="")
 

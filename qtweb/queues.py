@@ -71,3 +71,32 @@ def resolve_service(name: str) -> Service:
         raise ValueError(
             f"unknown service {name!r}; known services: {sorted(SERVICE_ALIASES)}"
         ) from None
+
+
+# The design's service switches (README "Service switches"): settings named after each service.
+_SWITCH_PREFIX: dict[Service, str] = {
+    Service.AI: "AI_SERVICE",
+    Service.EXEC_RISK: "EXEC_RISK_SERVICE",
+    Service.ANALYTICS: "ANALYTICS_OS_SERVICE",
+}
+
+
+def service_enabled(service: Service | str) -> bool:
+    """False when the service is switched off (<SERVICE>_ENABLED=false). The web is always on."""
+    from django.conf import settings
+
+    prefix = _SWITCH_PREFIX.get(Service(service))
+    return True if prefix is None else bool(getattr(settings, f"{prefix}_ENABLED", True))
+
+
+def service_shadow(service: Service | str) -> bool:
+    """True when the service runs in SHADOW: it decides and records, but does not act."""
+    from django.conf import settings
+
+    prefix = _SWITCH_PREFIX.get(Service(service))
+    return False if prefix is None else bool(getattr(settings, f"{prefix}_SHADOW", False))
+
+
+def queue_enabled(queue: Queue | str) -> bool:
+    """Whether the service consuming `queue` is enabled (events to a disabled one wait in the outbox)."""
+    return service_enabled(service_for_queue(str(queue)))

@@ -7,15 +7,24 @@ send that way to a subscriber's or a service's queue.
 
 The queue is kept out of the Celery task itself (no queue= on shared_task): Celery 5.7
 deprecates routing attributes on the task decorator and 6.0 ignores them.
+
+Every such task runs through SwitchedTask: a run sent by beat (django-celery-beat stamps the
+`periodic_task_name` header) onto the queue of a service switched off (<SERVICE>_ENABLED=false)
+is ignored without running, with a log line. Event deliveries and RPC carry no such header and
+always run.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.exceptions import Ignore
 
-from qtweb.queues import Queue
+from qtweb.logging import get_logger
+from qtweb.queues import Queue, queue_enabled, service_for_queue
+
+log = get_logger(__name__)
 
 # A message is acknowledged only once its task finished, so a worker that dies mid-order leaves
 # it on the queue; every execution task must therefore be idempotent (client order ids,
@@ -27,6 +36,37 @@ EXECUTION_TASK_OPTIONS: dict[str, bool] = {
 }
 
 _routes: dict[str, Queue] = {}
+
+# The header django-celery-beat's scheduler puts on every task it sends (the PeriodicTask's name).
+PERIODIC_TASK_HEADER = "periodic_task_name"
+
+
+def scheduled_run_skip_reason(task: Task) -> str | None:
+    """Why this run of `task` must not run: it was sent by beat onto the queue of a disabled
+    service (beat may run an older schedule than setup_periodic_tasks installed, or one added
+    in the admin). None for every other run: an event delivery, an RPC, a call by hand."""
+    request = task.request
+    schedule = getattr(request, PERIODIC_TASK_HEADER, None) or (getattr(request, "headers", None) or {}).get(
+        PERIODIC_TASK_HEADER)
+    if not schedule:
+        return None
+    queue = (getattr(request, "delivery_info", None) or {}).get("routing_key") or _routes.get(task.name)
+    if queue is None or queue not in {q.value for q in Queue} or queue_enabled(queue):
+        return None
+    return f"scheduled run of {schedule} skipped: {service_for_queue(queue).value} is switched off"
+
+
+class SwitchedTask(Task):
+    """The base of every @queue_task: a beat-sent run on a disabled service's queue is skipped.
+
+    The check sits in before_start, where Celery's tracer accepts Ignore (state IGNORED, no
+    retry, no error): overriding __call__ instead would push a second request context."""
+
+    def before_start(self, task_id: str, args: Any, kwargs: Any) -> None:
+        reason = scheduled_run_skip_reason(self)
+        if reason is not None:
+            log.info("task skipped: service switched off", task=self.name, reason=reason)
+            raise Ignore(reason)
 
 
 def queue_task(queue: Queue, *, name: str, **options: Any) -> Callable[[Callable], Any]:
@@ -42,6 +82,7 @@ def queue_task(queue: Queue, *, name: str, **options: Any) -> Callable[[Callable
             raise TypeError(f"{name}: execution-queue tasks always run with {EXECUTION_TASK_OPTIONS}, "
                             f"not {conflicting}")
         options = {**options, **EXECUTION_TASK_OPTIONS}
+    options.setdefault("base", SwitchedTask)
 
     def declare(fn: Callable) -> Any:
         declared = _routes.setdefault(name, queue)

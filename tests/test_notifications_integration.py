@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 # From the publishing commit to the webhook's receipt, through the outbox, the ops worker's
 # subscriber and the send task: measured at 0.1-0.3 s here; a failing channel must not add to it.
-ARRIVES_WITHIN_SECONDS = 2.0
+ARRIVES_WITHIN_SECONDS = 5.0
 
 
 @pytest.fixture

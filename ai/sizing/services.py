@@ -38,7 +38,10 @@ from core.limits import TEXT_MAX
 from qtweb.events import EventEnvelope, EventType
 from qtweb.events.bus import publish
 from qtweb.events.schemas import PositionClosed, SignalGenerated
+from qtweb.health.status import report_module
 from qtweb.logging import get_logger
+from qtweb.queues import Service, service_shadow
+from qtweb.tracing import current_trace_id
 
 if TYPE_CHECKING:
     from trading.snapshots import AccountSnapshot
@@ -130,11 +133,43 @@ def _account_from_snapshot() -> tuple[AccountSnapshot | None, float | None, str 
     return snapshot, age, None
 
 
+# Prefixed to the reason of an rl.decision made while AI_SERVICE_SHADOW is on.
+AI_SHADOW_NOTE = "AI_SERVICE_SHADOW (recorded, not for execution): "
+
+
+def _shadowed(payload: dict, trace_id: str | None) -> dict:
+    """AI_SERVICE_SHADOW: the decision is still published and recorded (the audit stream, the
+    dashboard), marked `shadow` so execution makes no intent of it (trading/execution/services/
+    sources.py)."""
+    if not service_shadow(Service.AI):
+        return payload
+    log.info("rl.decision in shadow: recorded, not for execution", symbol=payload["symbol"],
+             final_size_usd=str(payload["final_size_usd"]), trace_id=trace_id or current_trace_id())
+    return {**payload, "shadow": True, "reason": f"{AI_SHADOW_NOTE}{payload['reason']}"[:TEXT_MAX]}
+
+
+def _report_sizer(status: str, reason: str, **details) -> None:
+    """The sizer is the ai-service's `rl_agent` module in the health graph."""
+    report_module(Service.AI.value, "rl_agent", status, reason, **details)
+
+
 def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None = None,
                 signal_event_id: uuid.UUID | None = None, equity_usd=None, allowed_size_usd=None,
                 drawdown: float | None = None, exposure: float | None = None, max_position_usd=None,
                 agent: agent_mod.TrainedAgent | None = None, use_latest_agent: bool = True) -> EventEnvelope:
     """Size one signal.generated and publish one rl.decision with the signal's trace id."""
+    try:
+        return _size_signal(signal, trace_id=trace_id, signal_event_id=signal_event_id, equity_usd=equity_usd,
+                            allowed_size_usd=allowed_size_usd, drawdown=drawdown, exposure=exposure,
+                            max_position_usd=max_position_usd, agent=agent, use_latest_agent=use_latest_agent)
+    except Exception as exc:
+        _report_sizer("DEGRADED", f"sizing failed: {type(exc).__name__}: {exc}")
+        raise
+
+
+def _size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None, signal_event_id: uuid.UUID | None,
+                 equity_usd, allowed_size_usd, drawdown: float | None, exposure: float | None, max_position_usd,
+                 agent: agent_mod.TrainedAgent | None, use_latest_agent: bool) -> EventEnvelope:
     if isinstance(signal, EventEnvelope):
         trace_id = trace_id or signal.trace_id
         signal_event_id = signal.event_id
@@ -152,8 +187,10 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
         snapshot, snapshot_age, unusable = _account_from_snapshot()
         if unusable is not None:
             log.warning("signal not sized: account state unknown", symbol=symbol, reason=unusable)
-            return publish(EventType.RL_DECISION, {**_no_size(symbol, action, unusable), **carried,
-                                                   "account_snapshot_age_seconds": snapshot_age}, trace_id=trace_id)
+            _report_sizer("DEGRADED", f"refused to size: {unusable}", account_snapshot_age_seconds=snapshot_age)
+            return publish(EventType.RL_DECISION, _shadowed({**_no_size(symbol, action, unusable), **carried,
+                                                             "account_snapshot_age_seconds": snapshot_age}, trace_id),
+                           trace_id=trace_id)
         drawdown = float(snapshot.drawdown) if drawdown is None else drawdown
         exposure = float(snapshot.exposure) if exposure is None else exposure
         equity_usd = snapshot.equity_usd if equity_usd is None else equity_usd
@@ -176,8 +213,17 @@ def size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None 
     decision = agent_mod.decide(symbol, p_up, volatility, drawdown, exposure, recent_pnl, equity, allowed_size_usd,
                                 payoff, action=action, agent=agent, max_position_usd=max_position_usd,
                                 no_agent_reason=no_agent)
-    envelope = publish(EventType.RL_DECISION, {**decision, **carried, "account_snapshot_age_seconds": snapshot_age},
+    envelope = publish(EventType.RL_DECISION, _shadowed({**decision, **carried,
+                                                         "account_snapshot_age_seconds": snapshot_age}, trace_id),
                        trace_id=trace_id)
+    if agent is not None:
+        agent_name = agent.path.name if agent.path is not None else "in-memory"
+        _report_sizer("HEALTHY", f"PPO agent {agent_name} serving; last decision sized {symbol}", sizer="ppo",
+                      agent_version=agent_name)
+    elif kelly_only:
+        _report_sizer("HEALTHY", f"Kelly-only by RL_SIZING_MODE=kelly; last decision sized {symbol}", sizer="kelly")
+    else:  # PPO asked for, none loadable: the sizer still works, on its fallback
+        _report_sizer("DEGRADED", f"{no_agent}: no loadable PPO agent (RL_SIZING_MODE=ppo)", sizer="kelly")
     cache.set(_entry_key(symbol), {
         "probability_up": p_up, "volatility": volatility, "drawdown": drawdown, "exposure": exposure,
         "recent_pnl": recent_pnl, "payoff_ratio": payoff, "equity_usd": str(equity),

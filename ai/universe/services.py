@@ -12,6 +12,8 @@ from ai.universe import scanner
 from qtweb import tracing
 from qtweb.events import EventType
 from qtweb.events.bus import publish_many
+from qtweb.health.status import report_module
+from qtweb.queues import Service
 from trading.marketdata import selectors, timeframes
 from trading.models import Symbol
 
@@ -39,10 +41,32 @@ def _bars(symbols: list[Symbol], timeframe: str, n: int) -> dict[int, object]:
     return stored
 
 
+def _report_scanner(status: str, reason: str, **details) -> None:
+    """The scanner is the ai-service's `universe_scanner` module in the health graph."""
+    report_module(Service.AI.value, "universe_scanner", status, reason, **details)
+
+
 def scan_universe(*, top_n: int | None = None, exchange: str | None = None, timeframe: str | None = None,
                   params: scanner.ScanParams | None = None) -> UniverseSnapshot:
     """Rank every active symbol of the exchange; store the snapshot and publish
     `universe.opportunity` for the top N, in one transaction."""
+    try:
+        snap = _scan(top_n=top_n, exchange=exchange, timeframe=timeframe, params=params)
+    except Exception as exc:
+        _report_scanner("DEGRADED", f"scan failed: {type(exc).__name__}: {exc}")
+        raise
+    ranked, excluded = len(snap.ranked), len(snap.excluded)
+    if ranked:
+        _report_scanner("HEALTHY", f"{ranked} symbols ranked, {excluded} excluded ({snap.exchange} {snap.timeframe})",
+                        ranked=ranked, excluded=excluded, snapshot_id=snap.pk)
+    else:  # nothing to offer inference: as good as no scan
+        _report_scanner("DEGRADED", f"no symbol ranked: {excluded} excluded by the filters, "
+                        f"{snap.exchange} {snap.timeframe}", ranked=0, excluded=excluded, snapshot_id=snap.pk)
+    return snap
+
+
+def _scan(*, top_n: int | None, exchange: str | None, timeframe: str | None,
+          params: scanner.ScanParams | None) -> UniverseSnapshot:
     top_n = settings.UNIVERSE_TOP_N if top_n is None else top_n
     if top_n < 1:
         raise ValueError(f"top_n must be at least 1 (got {top_n})")

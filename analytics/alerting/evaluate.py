@@ -120,8 +120,8 @@ def _restart(f: _Firing) -> Result:
         gave_up = healing.given_up(queue)
         if gave_up is not None:
             return HealingOutcome.SKIPPED, f"self-healing gave up restarting the {queue} worker: {gave_up.result}"
-        return HealingOutcome.SKIPPED, (f"the {queue} worker was restarted within self-healing's cooldown; "
-                                        "not restarted again yet")
+        return HealingOutcome.SKIPPED, (f"the {queue} worker is not restarted now: self-healing restarted or "
+                                        "tried it within its cooldown, or it is still starting")
     return action.outcome, f"{action.kind} {action.target}: {action.result or action.outcome}"
 
 

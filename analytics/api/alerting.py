@@ -4,7 +4,7 @@ GET    /api/alerts/rules/            every rule
 POST   /api/alerts/rules/            a new rule -> 201; a malformed one -> 400 {field: [reason]}
 GET    /api/alerts/rules/<id>/       one rule
 PUT    /api/alerts/rules/<id>/       replace it; PATCH: change some fields (checked with the rest)
-DELETE /api/alerts/rules/<id>/       remove it (with its firings; disabling keeps them)
+DELETE /api/alerts/rules/<id>/       remove it (its firings stay, with the rule's name; disabling is the usual way)
 GET    /api/alerts/firings/          what the rules did (?rule=<id> ?rule_name= ?subject= ?outcome= ?open=true)
 """
 from __future__ import annotations

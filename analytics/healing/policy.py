@@ -42,12 +42,17 @@ class Memory:
     reduce_only_by_healing: bool = False  # the current REDUCE_ONLY is self-healing's own
     mode_before_healing: str | None = None  # the mode self-healing left when it entered REDUCE_ONLY
     quarantined_by_healing: frozenset[str] = frozenset()  # model types self-healing quarantined
-    pool_restarted_recently: frozenset[str] = frozenset()  # workers whose pool restarted within the cooldown
+    quarantined: frozenset[str] = frozenset()  # every quarantined champion type, whoever quarantined it
+    pool_restarted_ago: dict[str, float] = field(default_factory=dict)  # worker -> seconds since its pool restart
     execution_critical_seconds: float | None = None  # how long exec-risk-service has been CRITICAL
 
 
 def decide(graph: dict, memory: Memory, *, memory_threshold_pct: float, model_failures: int,
-           model_recoveries: int, auto_resume: bool, reduce_only_after_seconds: float = 30.0) -> list[Decision]:
+           model_recoveries: int, auto_resume: bool, reduce_only_after_seconds: float = 30.0,
+           settle_seconds: float = 60.0) -> list[Decision]:
+    """`settle_seconds`: after a pool restart, memory readings this recent may predate it; only a
+    reading after that, still over, escalates to a whole-worker restart (until 3x that, when a
+    new pool restart is due instead)."""
     out: list[Decision] = []
     for name, q in sorted(graph.get("queues", {}).items()):
         if q.get("enabled", True) and q["status"] == CRITICAL:
@@ -63,9 +68,12 @@ def decide(graph: dict, memory: Memory, *, memory_threshold_pct: float, model_fa
         if mem > memory_threshold_pct:
             facts = {"worker": name, "queue": w["queue"], "memory_percent": mem, "threshold_pct": memory_threshold_pct,
                      "rss_mb": w.get("rss_mb"), "pid": w.get("pid")}
-            if name in memory.pool_restarted_recently:
+            ago = memory.pool_restarted_ago.get(name)
+            if ago is not None and ago < settle_seconds:
+                continue  # its pool was just restarted: wait for a reading taken after that
+            if ago is not None and ago < 3 * settle_seconds:
                 out.append(Decision("restart_worker", w["queue"], f"memory {mem:.1f}% > {memory_threshold_pct:g}% "
-                                    f"of {name} after its pool was restarted", facts))
+                                    f"of {name} {ago:.0f}s after its pool was restarted", facts))
             else:
                 out.append(Decision("restart_pool", name, f"memory {mem:.1f}% > {memory_threshold_pct:g}% of {name}",
                                     facts))
@@ -78,7 +86,7 @@ def decide(graph: dict, memory: Memory, *, memory_threshold_pct: float, model_fa
         answering = int(report.get("answer_streak") or 0)
         facts = {"model_type": model_type, "model_version_id": report.get("model_version_id"),
                  "failure_streak": failing, "answer_streak": answering, "error": report.get("error", "")}
-        if failing >= model_failures and not report.get("quarantined"):
+        if failing >= model_failures and not report.get("quarantined") and model_type not in memory.quarantined:
             out.append(Decision("quarantine_model", model_type, f"failed {failing} votes in a row: "
                                 f"{report.get('error') or report.get('reason', '')}"[:500], facts))
         elif model_type in memory.quarantined_by_healing and answering >= model_recoveries:

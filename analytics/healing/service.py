@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -92,19 +93,24 @@ def restarts_in_window(queue: str) -> int:
                                         shadow=False, created_at__gte=since).count()
 
 
+# The ops worker runs this very pass: killing it kills the pass (its pool dies with it). It is
+# restarted like the others, but its row is committed first, and it is never given up on: without
+# it nothing would watch or heal anything.
+SELF_QUEUE = "ops"
+
+
 def restart_queue_worker(queue: str, *, trigger: str, details: dict | None = None, rule=None) -> HealingAction | None:
-    """Restart the worker of `queue` through the process manager, unless within the cooldown of the
-    last restart (None: nothing done or recorded), given up on, or past the loop guard (then it is
-    stopped for good and an operator alert raised)."""
+    """Restart the worker of `queue` through the process manager. None (nothing done or recorded)
+    within the cooldown of the last attempt (done or failed), while the program is still starting,
+    or once self-healing gave up on it; past the loop guard it is stopped for good and an operator
+    alert raised instead."""
     details = {**(details or {}), "queue": queue, "program": program_for_queue(queue), "observed": False}
     if given_up(queue) is not None:
         return None
     cooldown = settings.SELF_HEALING_RESTART_COOLDOWN_SECONDS
-    if _recent(HealingKind.RESTART_WORKER, queue, cooldown).exists():
+    if _recent(HealingKind.RESTART_WORKER, queue, cooldown, outcome=None).exists():
         return None
     if analytics_shadow():
-        if _recent(HealingKind.RESTART_WORKER, queue, cooldown, outcome=HealingOutcome.SKIPPED).exists():
-            return None
         return record(HealingKind.RESTART_WORKER, queue, trigger=trigger, details=details, rule=rule,
                       outcome=HealingOutcome.SKIPPED, result="shadow: would have restarted " + details["program"])
     pm = manager()
@@ -113,20 +119,31 @@ def restart_queue_worker(queue: str, *, trigger: str, details: dict | None = Non
         log.info("worker still starting: not restarted", queue=queue, process=starting)
         return None
     done = restarts_in_window(queue)
-    if done >= settings.SELF_HEALING_MAX_RESTARTS:
+    if done >= settings.SELF_HEALING_MAX_RESTARTS and queue != SELF_QUEUE:
         return give_up(queue, trigger=trigger, details={**details, "restarts_in_window": done}, rule=rule)
+    details["restarts_in_window"] = done + 1
+    if pm.name == "none":  # docker: its healthcheck and restart policy act; nothing failed here
+        return record(HealingKind.RESTART_WORKER, queue, trigger=trigger, rule=rule, details=details,
+                      outcome=HealingOutcome.SKIPPED,
+                      result=f"PROCESS_MANAGER=none: {details['program']} is left to the container's healthcheck "
+                             f"and restart policy")
+    # Recorded before the kill: if this pass dies with the worker (the ops worker) or the process
+    # manager hangs, the cooldown and the loop guard still count the attempt.
+    row = record(HealingKind.RESTART_WORKER, queue, trigger=trigger, rule=rule, details=details,
+                 outcome=HealingOutcome.DONE, result=f"restarting {details['program']} through supervisord")
     try:
-        result = pm.restart(details["program"])
-        outcome = HealingOutcome.DONE
+        row.result = pm.restart(details["program"])[:500]
     except ProcessManagerError as exc:
-        result, outcome = str(exc), HealingOutcome.FAILED
-        if pm.name == "none":  # docker: its healthcheck and restart policy act; nothing failed here
-            outcome = HealingOutcome.SKIPPED
-            if _recent(HealingKind.RESTART_WORKER, queue, cooldown, outcome=outcome).exists():
-                return None
-    return record(HealingKind.RESTART_WORKER, queue, trigger=trigger, rule=rule, outcome=outcome, result=result,
-                  details={**details, "restarts_in_window": done + (outcome == HealingOutcome.DONE)},
-                  severity=Severity.CRITICAL if outcome == HealingOutcome.FAILED else Severity.WARNING)
+        row.outcome, row.result = HealingOutcome.FAILED, str(exc)[:500]
+        with transaction.atomic():
+            row.save(update_fields=["outcome", "result"])
+            publish(EventType.SYSTEM_ALERT, {
+                "severity": Severity.CRITICAL.value, "component": "self_healing", "service": None,
+                "message": f"FAILED restart_worker {queue}: {trigger} -> {row.result}"[:2000]},
+                source=Service.ANALYTICS.value)
+        return row
+    row.save(update_fields=["outcome", "result"])
+    return row
 
 
 def _still_starting(pm, program: str) -> str:
@@ -150,9 +167,11 @@ def _still_starting(pm, program: str) -> str:
 
 def _has_beaten(pid: int) -> bool:
     """Whether the process with this pid has sent a heartbeat (then it is past its start-up)."""
+    import socket
+
     from qtweb.health.models import WorkerHeartbeat
 
-    return WorkerHeartbeat.objects.filter(pid=pid).exists()
+    return WorkerHeartbeat.objects.filter(pid=pid, host=socket.gethostname()).exists()
 
 
 def give_up(queue: str, *, trigger: str, details: dict, rule=None) -> HealingAction:
@@ -309,13 +328,20 @@ def memory_now() -> policy.Memory:
     last = risk_selectors.last_mode_change()
     ours = (last is not None and mode == Mode.REDUCE_ONLY.value and last.mode == Mode.REDUCE_ONLY.value
             and last.changed_by == ACTOR)
-    quarantined = frozenset(ModelVersion.objects.filter(
-        status=ModelStatus.CHAMPION, quarantined_at__isnull=False,
-        quarantine_reason__startswith=QUARANTINE_PREFIX).values_list("model_type", flat=True))
-    pools = frozenset(_recent_targets(HealingKind.RESTART_POOL, settings.SELF_HEALING_RESTART_COOLDOWN_SECONDS * 2))
+    rows = list(ModelVersion.objects.filter(status=ModelStatus.CHAMPION, quarantined_at__isnull=False)
+                .values_list("model_type", "quarantine_reason"))
+    quarantined = frozenset(t for t, reason in rows if reason.startswith(QUARANTINE_PREFIX))
+    now = timezone.now()
+    pools: dict[str, float] = {}
+    for target, at in (HealingAction.objects.filter(
+            kind=HealingKind.RESTART_POOL, outcome=HealingOutcome.DONE,
+            created_at__gte=now - timedelta(seconds=settings.SELF_HEALING_RESTART_COOLDOWN_SECONDS * 3))
+            .order_by("created_at").values_list("target", "created_at")):
+        pools[target] = (now - at).total_seconds()  # the latest wins
     return policy.Memory(mode=mode, reduce_only_by_healing=ours,
                          mode_before_healing=last.previous_mode if ours else None,
-                         quarantined_by_healing=quarantined, pool_restarted_recently=pools,
+                         quarantined_by_healing=quarantined, quarantined=frozenset(t for t, _ in rows),
+                         pool_restarted_ago=pools,
                          execution_critical_seconds=_execution_critical_for())
 
 
@@ -337,12 +363,6 @@ def _critical_for(component: str) -> float | None:
     return (timezone.now() - last.at).total_seconds()
 
 
-def _recent_targets(kind: str, seconds: float) -> list[str]:
-    return list(HealingAction.objects.filter(kind=kind, outcome=HealingOutcome.DONE,
-                                             created_at__gte=timezone.now() - timedelta(seconds=seconds))
-                .values_list("target", flat=True))
-
-
 def observe_restarts(graph: dict, previous: dict | None) -> list[HealingAction]:
     """Workers that died and were started again by the process manager between two passes (their
     pid changed). Each is alerted at once and counts towards the restart-loop guard."""
@@ -362,11 +382,16 @@ def observe_restarts(graph: dict, previous: dict | None) -> list[HealingAction]:
             continue  # our own restart
         if given_up(queue) is not None:
             continue
+        trigger = f"{program} died (pid {old['pid']}, was {old.get('state')})"
         out.append(record(
-            HealingKind.RESTART_WORKER, queue, outcome=HealingOutcome.DONE, severity=Severity.CRITICAL,
-            trigger=f"{program} died (pid {old['pid']}, was {old.get('state')})",
+            HealingKind.RESTART_WORKER, queue, outcome=HealingOutcome.DONE, severity=Severity.CRITICAL, trigger=trigger,
             result=f"restarted by the process manager: now {info.get('state')} pid {info.get('pid') or '-'}",
             details={"queue": queue, "program": program, "observed": True, "before": old, "after": info}))
+        # The loop guard counts these too: a worker supervisord keeps restarting is still looping.
+        done = restarts_in_window(queue)
+        if done > settings.SELF_HEALING_MAX_RESTARTS and queue != SELF_QUEUE:
+            out.append(give_up(queue, trigger=trigger, details={"queue": queue, "program": program,
+                                                                "restarts_in_window": done}))
     return out
 
 
@@ -400,7 +425,8 @@ def run(graph: dict, previous: dict | None = None) -> list[HealingAction]:
                               model_failures=settings.SELF_HEALING_MODEL_FAILURES,
                               model_recoveries=settings.SELF_HEALING_MODEL_RECOVERIES,
                               auto_resume=settings.SELF_HEALING_AUTO_RESUME,
-                              reduce_only_after_seconds=settings.SELF_HEALING_REDUCE_ONLY_AFTER_SECONDS)
+                              reduce_only_after_seconds=settings.SELF_HEALING_REDUCE_ONLY_AFTER_SECONDS,
+                              settle_seconds=settings.SELF_HEALING_RESTART_COOLDOWN_SECONDS)
     for d in decisions:
         try:
             if d.kind == HealingKind.RESTART_WORKER:
@@ -417,6 +443,8 @@ def run(graph: dict, previous: dict | None = None) -> list[HealingAction]:
                 a = _restore_mode(d)
             else:
                 raise ValueError(f"unknown decision kind {d.kind!r}")
+        except SoftTimeLimitExceeded:
+            raise  # out of time: the next pass decides again, on a fresh graph
         except Exception as exc:  # one failed action must not stop the others
             log.exception("self-healing action failed", kind=d.kind, target=d.target)
             a = record(d.kind, d.target, trigger=d.trigger, details=d.details, outcome=HealingOutcome.FAILED,

@@ -216,8 +216,11 @@ def record_transitions(graph: dict, previous: dict | None) -> list[tuple[str, st
             before.setdefault(row.component, row.status)
     changed = [(comp, before.get(comp, ""), status, reasons) for comp, (status, reasons) in current.items()
                if before.get(comp) != status]
-    # A component first seen HEALTHY is not news; only record it when it is not.
-    changed = [c for c in changed if c[1] or c[2] != HealthState.HEALTHY.value]
+    # A queue, worker or module first seen HEALTHY is not news (there are many, and they come and
+    # go). A service, dependency or the system is recorded even then: after the cached graph is
+    # lost, its last row is what a later outage is compared with.
+    always = ("service", "dependency", "system")
+    changed = [c for c in changed if c[1] or c[2] != HealthState.HEALTHY.value or c[0].split(":", 1)[0] in always]
     at = datetime.fromisoformat(graph["generated_at"])
     HealthTransition.objects.bulk_create([
         HealthTransition(component=comp, previous_status=old, status=new, reasons=reasons[:20], at=at,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.cache import cache
 
 from analytics.health import graph as health_graph
@@ -45,20 +46,24 @@ def _alert(component: str, old: str, new: str, reasons: list[str], service: str 
 
 
 _LOCK_KEY = "analytics:health:evaluating"
-_LOCK_SECONDS = 60  # longer than the task's hard time limit: a killed pass frees it by expiry
+_LOCK_SECONDS = 120  # well past the task's hard time limit (60 s): a killed pass frees it by expiry
 
 
 def evaluate_exclusively() -> dict | None:
     """One pass at a time across every ops process: two passes deciding on the same graph would
     both restart the same worker (the cooldown is read before either records). None when another
     pass holds the lock; the next beat tries again."""
-    if not cache.add(_LOCK_KEY, 1, timeout=_LOCK_SECONDS):
+    import uuid
+
+    token = uuid.uuid4().hex
+    if not cache.add(_LOCK_KEY, token, timeout=_LOCK_SECONDS):
         log.info("health pass skipped: another one is running")
         return None
     try:
         return evaluate()
     finally:
-        cache.delete(_LOCK_KEY)
+        if cache.get(_LOCK_KEY) == token:  # a pass that outlived its lock must not free another's
+            cache.delete(_LOCK_KEY)
 
 
 def evaluate() -> dict:
@@ -96,12 +101,16 @@ def evaluate() -> dict:
         # Each part on its own: a failing alert rule must not stop self-healing, nor the reverse.
         try:
             actions = healing.run(graph, previous)
+        except SoftTimeLimitExceeded:
+            raise
         except Exception:
             log.exception("self-healing pass failed")
         try:
             from analytics.alerting.evaluate import evaluate_rules
 
             firings = evaluate_rules(graph)
+        except SoftTimeLimitExceeded:
+            raise
         except Exception:
             log.exception("alert rules pass failed")
     graph["healing"] = [{"id": a.pk, "kind": a.kind, "target": a.target, "outcome": a.outcome, "result": a.result}

@@ -12,7 +12,7 @@ RULES = (
      "description": "A worker uses more than 85 % of the machine's memory (self-healing restarts its pool)."},
     {"name": "DrawdownLimit", "metric": "drawdown_pct", "comparison": "gt", "threshold": 10.0,
      "action": "emergency_stop", "severity": "critical", "cooldown_seconds": 3600,
-     "description": "The account lost more than 10 % from its peak of the day: emergency stop through risk."},
+     "description": "The account lost more than 10 % since the start of the UTC day: emergency stop through risk."},
     {"name": "ModelDrift", "metric": "drift_score", "comparison": "gt", "threshold": 0.15,
      "action": "trigger_retraining", "severity": "warning", "cooldown_seconds": 3600,
      "description": "A champion's drift score is above 0.15: the learning manager retrains it."},

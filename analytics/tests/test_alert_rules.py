@@ -512,6 +512,7 @@ API_BAD = {
     "unknown action": ({"action": "reboot_universe"}, "action", "unknown action 'reboot_universe'"),
     "action that does not fit": ({"action": "restart_pool"}, "action", "restart_pool cannot act on database_lat"),
     "unknown severity": ({"severity": "panic"}, "severity", "unknown severity 'panic'"),
+    "a cooldown that acts every pass": ({"cooldown_seconds": 0}, "cooldown_seconds", "greater than or equal to 10"),
 }
 
 

@@ -32,16 +32,18 @@ def test_a_critical_queue_restarts_its_worker(status, enabled, expected):
     assert run(g) == expected
 
 
-@pytest.mark.parametrize(("mem", "recent", "expected"), [
-    (84.9, False, []),
-    (85.0, False, []),
-    (85.1, False, [("restart_pool", "inference@h")]),
-    (95.0, True, [("restart_worker", "inference")]),  # its pool restarted already: escalate
+@pytest.mark.parametrize(("mem", "pool_ago", "expected"), [
+    (84.9, None, []),
+    (85.0, None, []),
+    (85.1, None, [("restart_pool", "inference@h")]),
+    (95.0, 5.0, []),  # its pool was just restarted: this reading may predate it
+    (95.0, 61.0, [("restart_worker", "inference")]),  # still over after the pool restart settled: escalate
+    (95.0, 181.0, [("restart_pool", "inference@h")]),  # long ago: a new episode
 ])
-def test_memory_restarts_the_pool_then_the_worker(mem, recent, expected):
+def test_memory_restarts_the_pool_then_the_worker(mem, pool_ago, expected):
     g = graph(workers={"inference@h": {"queue": "inference", "memory_percent": mem, "shut_down": False}})
-    memory = Memory(mode="NORMAL", pool_restarted_recently=frozenset({"inference@h"} if recent else ()))
-    assert run(g, memory) == expected
+    memory = Memory(mode="NORMAL", pool_restarted_ago={} if pool_ago is None else {"inference@h": pool_ago})
+    assert run(g, memory, settle_seconds=60.0) == expected
 
 
 def test_memory_of_a_worker_whose_queue_is_restarted_anyway_is_not_a_second_action():
@@ -62,8 +64,18 @@ def test_memory_of_a_worker_whose_queue_is_restarted_anyway_is_not_a_second_acti
 def test_a_failing_model_is_quarantined_and_released_when_it_answers_again(report, quarantined_by_us, expected):
     g = graph(models={"model:xgboost": {"status": "DEGRADED", "model_version_id": 7, **report},
                       "rl_agent": {"status": "DEGRADED", "failure_streak": 9}})
-    memory = Memory(mode="NORMAL", quarantined_by_healing=frozenset({"xgboost"} if quarantined_by_us else ()))
+    ours = frozenset({"xgboost"} if quarantined_by_us else ())
+    memory = Memory(mode="NORMAL", quarantined_by_healing=ours,
+                    quarantined=frozenset({"xgboost"} if report["quarantined"] else ()))
     assert run(g, memory) == expected
+
+
+def test_a_model_already_quarantined_is_not_quarantined_again_on_a_stale_report():
+    # Inference runs once a bar: between its passes the report still says "not quarantined".
+    g = graph(models={"model:xgboost": {"status": "DEGRADED", "model_version_id": 7, "failure_streak": 4,
+                                        "answer_streak": 0, "quarantined": False}})
+    memory = Memory(mode="NORMAL", quarantined_by_healing=frozenset({"xgboost"}), quarantined=frozenset({"xgboost"}))
+    assert run(g, memory) == []
 
 
 @pytest.mark.parametrize(("status", "mode", "critical_for", "ours", "expected"), [

@@ -132,7 +132,11 @@ def test_the_monitor_stores_the_graph_records_transitions_and_alerts_critical(mo
     assert first["published"] and set(first["statuses"].values()) == {"HEALTHY"}
     assert g.latest()["status"] == "HEALTHY"
     assert not Event.objects.filter(type="system.alert").exists()  # no transition on first sight
-    assert not HealthTransition.objects.exists()  # first seen HEALTHY is not news
+    first_seen = set(HealthTransition.objects.values_list("component", flat=True))
+    # Services, dependencies and the system are remembered from the first sight (what a later
+    # outage is compared with once the cached graph is lost); queues and workers only on change.
+    assert first_seen == {"system", "dependency:database", "dependency:redis", "service:ai-service",
+                          "service:exec-risk-service", "service:analytics-os-service"}
     assert monitor.evaluate()["published"] is False  # unchanged and recent: quiet
 
     WorkerHeartbeat.objects.filter(queue="execution").update(last_seen=datetime.now(UTC) - timedelta(seconds=30))
@@ -144,7 +148,9 @@ def test_the_monitor_stores_the_graph_records_transitions_and_alerts_critical(mo
     alert = Event.objects.filter(type="system.alert", payload__component="health_monitor").get()
     assert alert.payload["severity"] == "critical" and "exec-risk-service" in alert.payload["message"]
     assert "no heartbeat within 15s" in alert.payload["message"]
-    rows = {t.component: t for t in HealthTransition.objects.all()}
+    rows = {}
+    for t in HealthTransition.objects.order_by("-at", "-pk"):
+        rows.setdefault(t.component, t)  # the latest of each
     assert rows["service:exec-risk-service"].status == "CRITICAL"
     assert rows["queue:execution"].previous_status == "HEALTHY"
     # Self-healing saw it too: REDUCE_ONLY through risk; the restart is left to the container
@@ -234,3 +240,20 @@ def test_an_execution_worker_that_never_started_is_not_an_outage(monitor_world):
     monitor_world.evaluate()
     assert mode_get().value == "NORMAL"
     assert not HealingAction.objects.filter(kind="reduce_only").exists()
+
+
+def test_an_outage_after_the_cached_graph_was_lost_is_still_a_transition_and_an_alert(monitor_world):
+    from analytics.models import HealthTransition
+    from qtweb.events.models import Event
+    from qtweb.health.models import WorkerHeartbeat
+
+    monitor_world.evaluate()
+    from django.core.cache import cache
+
+    cache.delete(g.CACHE_KEY)  # Redis restarted: the embedded one keeps nothing
+    WorkerHeartbeat.objects.filter(queue="execution").update(last_seen=datetime.now(UTC) - timedelta(seconds=30))
+    monitor_world.evaluate()
+    row = HealthTransition.objects.filter(component="service:exec-risk-service").latest("at")
+    assert (row.previous_status, row.status) == ("HEALTHY", "CRITICAL")
+    assert Event.objects.filter(type="system.alert", payload__component="health_monitor",
+                                payload__severity="critical").exists()

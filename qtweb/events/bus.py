@@ -6,6 +6,12 @@ sent to the subscriber's queue, and the event pushed to the dashboard's Channels
 the broker is down or loses the message, the delivery row stays PENDING and
 `redispatch_pending` (beat, and every worker at start) sends it again; the consume step makes
 the duplicate harmless.
+
+A delivery to a service switched off (<SERVICE>_ENABLED=false) is held: it is stored PENDING,
+never sent (dispatch_count 0, `last_error` says why), skipped by the re-dispatch sweep, and
+sent when the service's worker starts with the switch back on. One not taken within
+DISABLED_SERVICE_RETENTION_HOURS (heartbeats: HEARTBEAT_RETENTION_HOURS) is given up by
+prune_processed: FAILED, "expired: ...", and its event is pruned like a processed one.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from qtweb.events import registry
 from qtweb.events.models import DeliveryStatus, Event, EventDelivery
 from qtweb.events.schemas import EventEnvelope, EventType, EventValidationError, build_envelope, parse_envelope
 from qtweb.logging import get_logger
-from qtweb.queues import Queue
+from qtweb.queues import Queue, queue_enabled, service_for_queue
 
 log = get_logger(__name__)
 
@@ -42,6 +48,37 @@ class ConsumeOutcome(StrEnum):
 # Deliveries per redispatch sweep: bounded so a huge backlog is sent over several sweeps
 # instead of one task holding thousands of rows in memory.
 REDISPATCH_BATCH = 2000
+
+# `last_error` of a delivery held for a disabled service (cleared when it is sent), and of one
+# given up after the retention (such a FAILED delivery no longer keeps its event from pruning).
+HELD_PREFIX = "held: "
+EXPIRED_PREFIX = "expired: "
+# Rows per UPDATE/DELETE in the housekeeping below: one huge statement would hold locks and memory.
+HOUSEKEEPING_BATCH = 5000
+
+# Queues whose holding this process has already logged (once per process: the switches are
+# read at start, so a process holds the same queues all its life).
+_held_logged: set[str] = set()
+
+
+def disabled_queues() -> frozenset[str]:
+    """The queues of the services switched off, as this process's settings say."""
+    return frozenset(q.value for q in Queue if not queue_enabled(q))
+
+
+def _switch_text(queue: str) -> str:
+    from qtweb.health.status import service_switch_name
+
+    service = service_for_queue(queue)
+    return f"{service.value} is switched off ({service_switch_name(service)}=false)"
+
+
+def _note_held(queue: str, count: int, trace_id: str) -> None:
+    if queue in _held_logged:
+        return
+    _held_logged.add(queue)
+    log.warning("deliveries held in the outbox: their service is switched off; sent when it is enabled again",
+                queue=queue, reason=_switch_text(queue), count=count, trace_id=trace_id)
 
 
 def _now() -> datetime:
@@ -90,6 +127,9 @@ def publish_many(
             raise EventValidationError(exc.event_type, errors) from None
     if not envelopes:
         return []
+    held = disabled_queues()
+    # A held delivery was never sent (dispatch_count 0) and says why until it is.
+    held_fields = {q: {"dispatch_count": 0, "last_error": HELD_PREFIX + _switch_text(q)} for q in held}
     with transaction.atomic(using=using):
         rows = Event.objects.using(using).bulk_create(
             [
@@ -108,15 +148,22 @@ def publish_many(
         deliveries = EventDelivery.objects.using(using).bulk_create(
             [
                 EventDelivery(
-                    event=row, subscriber=s.name, queue=s.queue.value, created_at=e.timestamp, dispatched_at=e.timestamp
+                    event=row, subscriber=s.name, queue=s.queue.value, created_at=e.timestamp,
+                    dispatched_at=e.timestamp, **held_fields.get(s.queue.value, {}),
                 )
                 for e, row in zip(envelopes, rows, strict=True)
                 for s in registry.subscribers_for(e.type)
             ]
         )
         routes: dict[uuid.UUID, list[tuple[int, str, str]]] = {e.event_id: [] for e in envelopes}
+        held_counts: dict[str, int] = {}
         for d in deliveries:
-            routes[d.event_id].append((d.pk, d.subscriber, d.queue))
+            if d.queue in held:
+                held_counts[d.queue] = held_counts.get(d.queue, 0) + 1
+            else:
+                routes[d.event_id].append((d.pk, d.subscriber, d.queue))
+        for queue, count in held_counts.items():
+            _note_held(queue, count, tid)
         transaction.on_commit(lambda: _after_commit(envelopes, routes), using=using)
     return envelopes
 
@@ -227,19 +274,28 @@ def redispatch_pending(
     qs = EventDelivery.objects.filter(status=DeliveryStatus.PENDING, dispatched_at__lte=cutoff)
     if queues is not None:
         qs = qs.filter(queue__in=list(queues))
+    held = disabled_queues()
+    if held:  # held for a switched-off service: sending them would only pile copies up in Redis
+        qs = qs.exclude(queue__in=list(held))
     rows = list(qs.select_related("event").order_by("dispatched_at")[:REDISPATCH_BATCH])
-    sent_ids = []
+    sent_ids, released_ids = [], []
     for d in rows:
         wire = d.event.as_envelope()
         with tracing.trace(d.event.trace_id):
             if send_delivery(d.pk, d.subscriber, d.queue, wire):
                 sent_ids.append(d.pk)
+                if d.last_error.startswith(HELD_PREFIX):
+                    released_ids.append(d.pk)
                 metrics.EVENTS_REDISPATCHED.labels(d.queue, reason).inc()
     if sent_ids:
         EventDelivery.objects.filter(pk__in=sent_ids).update(
             dispatched_at=_now(), dispatch_count=F("dispatch_count") + 1
         )
         log.info("re-dispatched pending deliveries", count=len(sent_ids), reason=reason)
+    if released_ids:
+        EventDelivery.objects.filter(pk__in=released_ids, last_error__startswith=HELD_PREFIX).update(last_error="")
+        log.info("sent deliveries held while their service was switched off", count=len(released_ids),
+                 reason=reason)
     return len(sent_ids)
 
 
@@ -254,17 +310,52 @@ def retry_failed(delivery_ids: Iterable[int]) -> int:
     return n
 
 
+def expire_held(*, retention_hours: float | None = None, heartbeat_retention_hours: float | None = None) -> int:
+    """Give up deliveries held for a disabled service longer than its retention: FAILED, with
+    `last_error` "expired: <why>" (an operator may still retry them while the event exists).
+    Heartbeats wait HEARTBEAT_RETENTION_HOURS at most: a late heartbeat tells nothing."""
+    held = disabled_queues()
+    if not held:
+        return 0
+    retention = settings.DISABLED_SERVICE_RETENTION_HOURS if retention_hours is None else retention_hours
+    hb_retention = min(retention, settings.HEARTBEAT_RETENTION_HOURS if heartbeat_retention_hours is None
+                       else heartbeat_retention_hours)
+    expired = 0
+    for queue in sorted(held):
+        for heartbeats, hours in ((False, retention), (True, hb_retention)):
+            qs = EventDelivery.objects.filter(status=DeliveryStatus.PENDING, queue=queue,
+                                              created_at__lt=_now() - timedelta(hours=hours))
+            hb = {"event__type": EventType.SERVICE_HEARTBEAT.value}
+            qs = qs.filter(**hb) if heartbeats else qs.exclude(**hb)
+            why = f"{EXPIRED_PREFIX}{_switch_text(queue)} longer than the {hours:g} h retention"[:4000]
+            count = 0
+            while True:
+                ids = list(qs.values_list("pk", flat=True)[:HOUSEKEEPING_BATCH])
+                if not ids:
+                    break
+                count += EventDelivery.objects.filter(pk__in=ids, status=DeliveryStatus.PENDING).update(
+                    status=DeliveryStatus.FAILED, last_error=why)
+            if count:
+                log.warning("deliveries to a switched-off service expired", queue=queue, count=count,
+                            heartbeats=heartbeats, retention_hours=hours)
+            expired += count
+    return expired
+
+
 def prune_processed(*, retention_hours: float | None = None, heartbeat_retention_hours: float | None = None) -> int:
-    """Delete events whose every delivery is DONE and that are older than the retention.
+    """Expire what a disabled service did not take in time (expire_held), then delete events
+    whose every delivery is DONE (or expired) and that are older than the retention.
 
     Events with a PENDING or FAILED delivery are kept whatever their age. Heartbeats have a
     shorter retention: they are many and only their latest value matters.
     """
+    expire_held()
     retention = settings.EVENT_RETENTION_HOURS if retention_hours is None else retention_hours
     hb_retention = (
         settings.HEARTBEAT_RETENTION_HOURS if heartbeat_retention_hours is None else heartbeat_retention_hours
     )
-    open_deliveries = EventDelivery.objects.filter(event=OuterRef("pk")).exclude(status=DeliveryStatus.DONE)
+    open_deliveries = (EventDelivery.objects.filter(event=OuterRef("pk")).exclude(status=DeliveryStatus.DONE)
+                       .exclude(status=DeliveryStatus.FAILED, last_error__startswith=EXPIRED_PREFIX))
     deleted = 0
     for types, hours in (
         ({"exclude": [EventType.SERVICE_HEARTBEAT.value]}, retention),
@@ -273,7 +364,7 @@ def prune_processed(*, retention_hours: float | None = None, heartbeat_retention
         qs = Event.objects.filter(timestamp__lt=_now() - timedelta(hours=hours)).filter(~Exists(open_deliveries))
         qs = qs.exclude(type__in=types["exclude"]) if "exclude" in types else qs.filter(type__in=types["include"])
         while True:  # in batches: one huge DELETE would hold locks and memory
-            ids = list(qs.values_list("pk", flat=True)[:5000])
+            ids = list(qs.values_list("pk", flat=True)[:HOUSEKEEPING_BATCH])
             if not ids:
                 break
             EventDelivery.objects.filter(event_id__in=ids).delete()

@@ -15,7 +15,9 @@ from core.decimals import to_decimal
 from core.enums import PositionSide, Side
 from qtweb.events import EventType
 from qtweb.events.bus import publish
+from qtweb.health.status import report_module
 from qtweb.logging import get_logger
+from qtweb.queues import Service
 from qtweb.tracing import current_trace_id
 from risk import selectors
 from risk.domain import rules
@@ -134,6 +136,12 @@ def snapshot_build(req: IntentRequest, *, view: trading_sel.AccountView | None =
         entries_blocked_until=selectors.entries_blocked_until(), now=now)
 
 
+def _report_validator(status: str, reason: str, **details) -> None:
+    """The validator is the exec-risk service's `risk` module in the health graph: a rejection is
+    the validator working; only a validation that could not run is DEGRADED."""
+    report_module(Service.EXEC_RISK.value, "risk", status, reason, **details)
+
+
 def _snapshot_record(s: rules.Snapshot) -> dict:
     return {
         "equity_usd": str(s.equity_usd), "day_start_equity_usd": str(s.day_start_equity_usd),
@@ -151,8 +159,15 @@ def intent_validate(req: IntentRequest, *, view: trading_sel.AccountView | None 
     """Validate one intent. Records a RiskDecision (unless record=False: RPC what-if questions)
     and publishes risk.alert TRADE_BLOCKED with every reason when rejected. `reference`: the
     (price, age) the caller already read."""
-    snapshot = snapshot_build(req, view=view, symbol=symbol, reference=reference)
-    verdict = rules.validate(snapshot)
+    try:
+        snapshot = snapshot_build(req, view=view, symbol=symbol, reference=reference)
+        verdict = rules.validate(snapshot)
+    except Exception as exc:  # the validator cannot see the account or the rules broke: reported, then raised
+        _report_validator("DEGRADED", f"validation could not run for {req.symbol}: {type(exc).__name__}: {exc}")
+        raise
+    _report_validator("HEALTHY", f"last validation ran: {req.side} {req.symbol} "
+                      f"{'approved' if verdict.approved else 'rejected: ' + verdict.reason}",
+                      approved=verdict.approved, policy_version=verdict.policy_version)
     decision = None
     if record:
         decision = RiskDecision.objects.create(

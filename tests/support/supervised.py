@@ -116,6 +116,12 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
             self._driver.join(timeout=5)
         if self.proc is None or self.proc.poll() is not None:
             return
+        import psutil
+
+        try:
+            ours = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            ours = []
         try:
             self.rpc().shutdown()
             self.proc.wait(timeout=40)
@@ -124,8 +130,13 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        # A frozen worker ignores supervisord's TERM; nothing of this test may outlive it.
-        subprocess.run(["pkill", "-9", "-f", "@sup --concurrency"], check=False)
+        # A frozen worker ignores supervisord's TERM; nothing this supervisord started may outlive it
+        # (and nothing else is touched: other runs on the machine have their own workers).
+        for p in ours:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
 
     def log_tail(self, queue: str, lines: int = 40) -> str:
         path = self.workdir / f"worker-{queue}.log"

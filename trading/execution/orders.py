@@ -32,7 +32,9 @@ from core.enums import ExecutionStatus, ExecutionStrategy
 from qtweb.events import EventType
 from qtweb.events.bus import publish, publish_many
 from qtweb.faults import kill_point
+from qtweb.health.status import report_module
 from qtweb.logging import get_logger
+from qtweb.queues import Service
 from trading.exchanges import errors
 from trading.exchanges.account import MAX_INLINE_WAIT_SECONDS, execution_gateway
 from trading.execution import planning
@@ -270,9 +272,32 @@ def _ensure_leverage(gateway, order: Order) -> None:
     _leverage_set[key] = order.leverage
 
 
+def _report_executor(status: str, reason: str, **details) -> None:
+    """The executor is the exec-risk service's `executor` module in the health graph."""
+    report_module(Service.EXEC_RISK.value, "executor", status, reason, **details)
+
+
 def order_submit(order: Order, *, gateway=None, sleep=time.sleep, fresh: bool = False) -> Order:
     """Send `order` at most once per outcome (see the module docstring). `fresh`: the caller
-    just created the row (nothing else can have touched it yet)."""
+    just created the row (nothing else can have touched it yet). The outcome is reported as the
+    `executor` module's health: placed, or the exchange's error."""
+    cid = order.client_order_id
+    try:
+        placed = _order_submit(order, gateway=gateway, sleep=sleep, fresh=fresh)
+    except ExecutionRetry as exc:
+        _report_executor("DEGRADED", f"order {cid} not placed yet: {exc}", client_order_id=cid)
+        raise
+    except Exception as exc:
+        _report_executor("DEGRADED", f"order {cid} failed: {type(exc).__name__}: {exc}", client_order_id=cid)
+        raise
+    if placed.status in (OrderStatus.REJECTED, OrderStatus.UNKNOWN):
+        _report_executor("DEGRADED", f"order {cid} {placed.status}: {placed.status_reason}", client_order_id=cid)
+    elif placed.status != OrderStatus.PENDING_SUBMIT:
+        _report_executor("HEALTHY", f"last order {cid} placed ({placed.status})", client_order_id=cid)
+    return placed
+
+
+def _order_submit(order: Order, *, gateway, sleep, fresh: bool) -> Order:
     ensure_reconciled()
     gateway = gateway or execution_gateway()
     if not fresh:

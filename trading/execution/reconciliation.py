@@ -27,8 +27,9 @@ from core.decimals import to_decimal
 from core.enums import OrderType, PositionSide, Side
 from qtweb.events import EventType
 from qtweb.events.bus import publish
-from qtweb.health.status import redis_client
+from qtweb.health.status import redis_client, report_module
 from qtweb.logging import get_logger
+from qtweb.queues import Service
 from qtweb.tracing import current_trace_id
 from trading.exchanges import errors
 from trading.exchanges.account import exchange_id, execution_gateway
@@ -114,7 +115,24 @@ def reconcile(*, reason: str = "periodic", gateway=None) -> ReconciliationRun:
         order_svc.mark_reconciled()
         account_snapshot_refresh(reason="reconciliation", gateway=gateway, balance=balance)
     log.info("reconciliation", ok=run.ok, mismatches=len(mismatches), reason=reason)
+    _report_run(run, mismatches)
     return run
+
+
+def _report_run(run: ReconciliationRun, mismatches: list[dict]) -> None:
+    """The run as the exec-risk service's `reconciliation` module in the health graph: clean, or
+    DEGRADED with the count of mismatches (each also raised a system.alert) or the error."""
+    facts = {"run_id": run.pk, "mismatches": len(mismatches)}
+    if not run.ok:
+        report_module(Service.EXEC_RISK.value, "reconciliation", "DEGRADED",
+                      f"reconciliation with {run.exchange} failed: {run.error}", **facts)
+    elif mismatches:
+        kinds = ", ".join(sorted({m["kind"] for m in mismatches}))
+        report_module(Service.EXEC_RISK.value, "reconciliation", "DEGRADED",
+                      f"{len(mismatches)} mismatch(es) with {run.exchange} ({kinds})", **facts)
+    else:
+        report_module(Service.EXEC_RISK.value, "reconciliation", "HEALTHY", f"last run clean ({run.exchange})",
+                      **facts)
 
 
 def _orders(gateway, exchange: str, mismatches: list, actions: list) -> None:

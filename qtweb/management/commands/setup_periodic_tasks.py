@@ -1,11 +1,20 @@
-"""Install qtweb/schedules.py into django-celery-beat. Idempotent: run it at every deploy."""
+"""Install qtweb/schedules.py into django-celery-beat. Idempotent: run it at every deploy.
+
+The service switches decide each row's queue and whether it is enabled (qtweb.schedules.placement).
+A row this command disabled for a switch says so at the end of its description, and is enabled
+again once the switch is back on; a row an operator disabled in the admin stays disabled.
+"""
 import json
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from qtweb.schedules import MANAGED_PREFIX, RENAMED_TASKS, SCHEDULES
+from qtweb.schedules import MANAGED_PREFIX, RENAMED_TASKS, SCHEDULES, placement
+
+# Appended to the description of a row disabled because its service is switched off.
+SWITCHED_OFF_NOTE = " [switched off: {reason}]"
+SWITCHED_OFF_MARK = " [switched off: "
 
 
 def _follow_renamed_tasks() -> int:
@@ -32,7 +41,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         renamed = _follow_renamed_tasks()
         created = updated = 0
+        switched_off = []
         for name, sched in SCHEDULES.items():
+            queue, off_reason = placement(sched)
+            if off_reason:
+                switched_off.append(name)
             micro = int(round(sched.every_seconds * 1_000_000))
             if micro % 1_000_000 == 0:
                 interval, _ = IntervalSchedule.objects.get_or_create(every=micro // 1_000_000,
@@ -43,10 +56,10 @@ class Command(BaseCommand):
                 "task": sched.task,
                 "interval": interval,
                 "crontab": None,
-                "queue": sched.queue.value,
+                "queue": queue.value,
                 "expire_seconds": int(sched.expires_seconds),
-                "enabled": True,
-                "description": sched.description,
+                "enabled": not off_reason,
+                "description": sched.description + (SWITCHED_OFF_NOTE.format(reason=off_reason) if off_reason else ""),
                 "args": json.dumps([]),
                 "kwargs": json.dumps({}),
             }
@@ -55,6 +68,10 @@ class Command(BaseCommand):
                 created += 1
                 continue
             changed = [k for k, v in defaults.items() if getattr(obj, k) != v and k != "enabled"]
+            # The switch wins over the row's state; otherwise the operator's choice is kept.
+            switched_back_on = not off_reason and not obj.enabled and SWITCHED_OFF_MARK in obj.description
+            if (off_reason and obj.enabled) or switched_back_on:
+                changed.append("enabled")
             if changed:
                 for k in changed:
                     setattr(obj, k, defaults[k])
@@ -64,4 +81,6 @@ class Command(BaseCommand):
         removed = stale.count()
         stale.delete()
         self.stdout.write(f"periodic tasks: {created} created, {updated} updated, {removed} removed, "
-                          f"{renamed} renamed, {len(SCHEDULES)} managed")
+                          f"{renamed} renamed, {len(SCHEDULES)} managed, {len(switched_off)} switched off")
+        if switched_off:
+            self.stdout.write(f"switched off (service disabled): {', '.join(sorted(switched_off))}")

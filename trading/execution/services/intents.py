@@ -36,6 +36,7 @@ from qtweb.events import EventType
 from qtweb.events.bus import publish
 from qtweb.health.status import redis_client
 from qtweb.logging import get_logger
+from qtweb.queues import Service, service_shadow
 from qtweb.tracing import current_trace_id
 from trading.exchanges import errors
 from trading.exchanges.account import exchange_id, execution_gateway
@@ -63,6 +64,20 @@ ADVANCE_TASK = "trading.execution.advance_intent"  # by name: the task module is
 
 class IntentError(ValueError):
     """A request that cannot become an intent (unknown symbol, bad strategy, ...)."""
+
+
+# EXEC_RISK_SERVICE_SHADOW: risk validates and execution plans, but, like the system mode SHADOW,
+# no order goes to the exchange (the emergency flatten excepted, as in SHADOW mode).
+SHADOW_SWITCH_REASON = "EXEC_RISK_SERVICE_SHADOW: decision and plan recorded, no order sent"
+
+
+def _shadow_reason(mode: Mode) -> str | None:
+    """Why an approved intent must not send orders (SHADOW mode or the service's SHADOW switch)."""
+    if mode == Mode.SHADOW:
+        return "SHADOW mode: decision recorded, no order sent"
+    if service_shadow(Service.EXEC_RISK):
+        return SHADOW_SWITCH_REASON
+    return None
 
 
 # --- creating intents -----------------------------------------------------------------------
@@ -258,10 +273,20 @@ def intent_process(intent_id: int, *, intent: ExecutionIntent | None = None) -> 
                      risk_decision_id=decision.pk if decision else None)
                 return intent
             policy_version = verdict.policy_version if verdict is not None else None
-            if mode_get() == Mode.SHADOW and intent.source != IntentSource.EMERGENCY:
-                _set(intent, status=IntentStatus.SHADOW, reason="SHADOW mode: decision recorded, no order sent",
+            shadow_why = None if intent.source == IntentSource.EMERGENCY else _shadow_reason(mode_get())
+            if shadow_why is not None:
+                planned = {}
+                if shadow_why == SHADOW_SWITCH_REASON:  # the switch: execution plans too, then sends nothing
+                    try:
+                        strategy, plan, _ = _plan(intent, sym, ref, timezone.now())
+                        planned = {"strategy": strategy, "plan": plan}
+                    except ValueError as exc:
+                        shadow_why = f"{shadow_why} (no plan: {exc})"[:TEXT_MAX]
+                _set(intent, status=IntentStatus.SHADOW, reason=shadow_why,
                      amount=intent.amount, size_usd=intent.size_usd, arrival_price=ref,
-                     policy_version=policy_version, risk_decision_id=decision.pk if decision else None)
+                     policy_version=policy_version, risk_decision_id=decision.pk if decision else None, **planned)
+                log.info("intent approved in shadow: no order sent", intent_key=intent.intent_key,
+                         symbol=sym.symbol, reason=shadow_why, trace_id=intent.trace_id)
                 return intent
             now = timezone.now()
             try:
@@ -371,6 +396,9 @@ def _advance_locked(intent: ExecutionIntent) -> ExecutionIntent:
                           or mode == Mode.SHADOW):
         orders_cancel(orders, gateway)
         return intent_finish(intent, IntentStatus.STOPPED, f"stopped: system mode is {mode.value}")
+    if not emergency and service_shadow(Service.EXEC_RISK):  # started before the switch was set
+        orders_cancel(orders, gateway)
+        return intent_finish(intent, IntentStatus.STOPPED, "stopped: EXEC_RISK_SERVICE_SHADOW is on: no more orders")
     # Refresh working orders (limit orders rest; a slice may have been left unknown).
     for o in orders:
         if o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN):

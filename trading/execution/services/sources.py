@@ -67,13 +67,17 @@ def _open_position(exchange: str, sym: Symbol | None) -> Position | None:
 
 def intent_from_rl_decision(event: EventEnvelope) -> ExecutionIntent | None:
     """rl.decision -> an intent keyed by the signal's event id (the same signal sized twice still
-    trades once). A signal against an open position closes it. None for HOLD or a zero size.
+    trades once). A signal against an open position closes it. None for HOLD, a zero size, or a
+    decision the ai-service made in SHADOW.
 
     Version 1 named no signal; it is refused (OutdatedEvent) rather than traded on a guess."""
     d = event.data()
     if not isinstance(d, RlDecision):
         raise OutdatedEvent(f"rl.decision version {event.version} carries no signal reference (signal event id, "
                             "price, confidence); only version 2 is traded: upgrade the inference worker")
+    if d.shadow:  # sized by an ai-service in SHADOW (AI_SERVICE_SHADOW): recorded there, never traded
+        log.info("rl.decision made in shadow: no intent", symbol=d.symbol, reason=d.reason, trace_id=event.trace_id)
+        return None
     side = d.action.side
     if side is None:
         return None
