@@ -54,6 +54,10 @@ def test_drawdown_limit_halts_through_risk_and_the_execution_worker_cancels_the_
 
     # This test is about the drawdown path; the other default rules watch the workers, whose
     # state this test does not control.
+    from analytics.alerting.rules import default_rules_install
+
+    # The migration's rows are gone after any earlier transactional test's flush: install them.
+    default_rules_install(reset=True, updated_by="test")
     AlertRule.objects.exclude(name="DrawdownLimit").update(enabled=False)
     _rest(market, "dd-rule-eth", "ETH/USDT:USDT", "0.5")
     _rest(market, "dd-rule-btc", "BTC/USDT:USDT", "0.02")

@@ -55,3 +55,16 @@ def test_every_app_container_shares_the_model_artifacts():
             continue
         assert "models:/app/var/models" in svc.get("volumes", []), name
         assert svc["environment"]["MODEL_ARTIFACTS_DIR"] == "/app/var/models", name
+
+
+def test_a_dead_frozen_or_stuck_worker_container_is_ended_by_its_healthcheck_and_restarted():
+    """No process manager to call in a container: the healthcheck ends the worker (which is not
+    PID 1, so the kernel lets it) and the restart policy starts it again."""
+    services = _compose()["services"]
+    for queue in ("inference", "execution", "learning", "ops"):
+        svc = services[f"worker-{queue}"]
+        assert svc["healthcheck"]["test"] == ["CMD", "python", "manage.py", "worker_health", "--queue", queue,
+                                              "--kill"]
+        assert svc.get("init") is True, queue
+        assert svc["restart"] == "unless-stopped"
+        assert svc["environment"]["PROCESS_MANAGER"] == "none"

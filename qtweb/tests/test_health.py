@@ -84,7 +84,7 @@ def test_overall_status_rules():
 
 
 @pytest.mark.django_db
-def test_web_health_is_public_and_has_the_design_shape(client):
+def test_web_health_is_public_and_has_the_design_shape(client, clean_cache):
     WorkerHeartbeat.objects.create(
         worker="inference@h",
         service="ai-service",

@@ -226,7 +226,7 @@ def test_nothing_expires_while_the_service_is_enabled(settings, sent, django_cap
 # --- make run: the process table ----------------------------------------------------------------
 
 
-def _supervisor_autostart(tmp_path: Path, env: dict[str, str]) -> dict[str, bool]:
+def _supervisor_programs(tmp_path: Path, env: dict[str, str]) -> list:
     """deploy/supervisord.conf read by supervisor's own parser, with `env` as the environment."""
     from supervisor.options import ServerOptions, UnhosedConfigParser
 
@@ -239,11 +239,29 @@ def _supervisor_autostart(tmp_path: Path, env: dict[str, str]) -> dict[str, bool
     options.here = str(conf.parent)
     options.environ_expansions = {f"ENV_{k}": v for k, v in
                                   {"QT_BIN": "/venv/bin", "QT_EMBEDDED_REDIS": "false", "WEB_BIND": "127.0.0.1",
-                                   **env}.items()}
+                                   "QT_WORKER_AUTORESTART": "false", "QT_AUTOSTART_AI": "true",
+                                   "QT_AUTOSTART_EXEC_RISK": "true", "QT_AUTOSTART_ANALYTICS": "true", **env}.items()}
     parser = UnhosedConfigParser()
     parser.expansions = options.environ_expansions
     parser.read(str(conf))
-    return {p.name: p.autostart for g in options.process_groups_from_parser(parser) for p in g.process_configs}
+    return [p for g in options.process_groups_from_parser(parser) for p in g.process_configs]
+
+
+def _supervisor_autostart(tmp_path: Path, env: dict[str, str]) -> dict[str, bool]:
+    return {p.name: p.autostart for p in _supervisor_programs(tmp_path, env)}
+
+
+def test_supervisord_leaves_worker_restarts_to_self_healing_except_the_ops_worker(tmp_path):
+    from supervisor.datatypes import RestartUnconditionally
+
+    def restarts(value: str) -> dict[str, bool]:
+        return {p.name: p.autorestart is RestartUnconditionally
+                for p in _supervisor_programs(tmp_path, {"QT_WORKER_AUTORESTART": value})}
+
+    healing = restarts("false")
+    assert not any(healing[p] for p in ("worker-inference", "worker-execution", "worker-learning"))
+    assert healing["worker-ops"] and healing["web"] and healing["beat"]
+    assert all(restarts("true").values())
 
 
 def test_supervisord_starts_each_worker_only_when_its_service_is_enabled(tmp_path):

@@ -17,6 +17,21 @@ AUTOSTART_VARS: dict[Service, str] = {
 }
 
 
+# Whether supervisord restarts the inference, execution and learning workers itself. When
+# self-healing acts (the analytics-os service enabled, not in SHADOW, PROCESS_MANAGER=supervisor)
+# it is the one that restarts them, with its cooldown and restart-loop guard; supervisord's own
+# autorestart would restart a crashing worker forever behind its back. The ops worker, where
+# self-healing runs, always keeps supervisord's autorestart.
+AUTORESTART_VAR = "QT_WORKER_AUTORESTART"
+
+
+def healing_restarts_workers() -> bool:
+    from django.conf import settings
+
+    return (service_enabled(Service.ANALYTICS) and not service_shadow(Service.ANALYTICS)
+            and settings.PROCESS_MANAGER == "supervisor")
+
+
 class Command(BaseCommand):
     help = "Show which services are enabled and in SHADOW; --export prints shell exports for supervisord."
 
@@ -28,6 +43,7 @@ class Command(BaseCommand):
         if options["export"]:
             pairs = [f"{var}={'true' if service_enabled(service) else 'false'}"
                      for service, var in AUTOSTART_VARS.items()]
+            pairs.append(f"{AUTORESTART_VAR}={'false' if healing_restarts_workers() else 'true'}")
             self.stdout.write(f"export {' '.join(pairs)}")
             return
         for service, queues in SERVICE_QUEUES.items():
