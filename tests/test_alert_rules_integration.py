@@ -45,16 +45,16 @@ def _rest(market: dict, client_order_id: str, symbol: str, amount: str) -> None:
 
 def test_drawdown_limit_halts_through_risk_and_the_execution_worker_cancels_the_resting_orders(market):
     from analytics.alerting.evaluate import evaluate_rules
+
+    # This test is about the drawdown path; the other default rules watch the workers, whose
+    # state this test does not control.
+    from analytics.alerting.rules import default_rules_install
     from analytics.health.graph import build
     from analytics.models import AlertFiring, AlertRule
     from risk.models import DailyEquity
     from risk.services.modes import mode_get
     from trading.models import Order, PaperOrder
     from trading.snapshots import snapshot_get
-
-    # This test is about the drawdown path; the other default rules watch the workers, whose
-    # state this test does not control.
-    from analytics.alerting.rules import default_rules_install
 
     # The migration's rows are gone after any earlier transactional test's flush: install them.
     default_rules_install(reset=True, updated_by="test")
