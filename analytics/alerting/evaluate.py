@@ -27,8 +27,9 @@ a metric) gets one failed firing on the subject "(rule)", open until the rule is
 metric that cannot be measured is logged; one bad rule never stops the others, and
 evaluate_rules never raises.
 
-Each rule is evaluated under a row lock taken with SKIP LOCKED, so two ops workers never act
-twice on one rule.
+Two ops processes never act twice on one rule: the health pass that calls this runs one at a
+time (a Redis lock, analytics/health/monitor.py). No transaction wraps a rule, so each action
+commits on its own and nothing that fails after it rolls it back.
 """
 from __future__ import annotations
 
@@ -294,49 +295,51 @@ def _measured(metric: str, graph: dict, now: datetime, memo: dict) -> dict[str, 
 
 
 def _evaluate_rule(rule_id: int, graph: dict, now: datetime, memo: dict) -> list[AlertFiring]:
-    with transaction.atomic():
-        rule = AlertRule.objects.select_for_update(skip_locked=True).filter(pk=rule_id, enabled=True).first()
-        if rule is None:  # another ops worker holds it this pass, or it was just disabled or deleted
-            return []
-        try:
-            catalog.validate_rule(metric=rule.metric, comparison=rule.comparison, threshold=rule.threshold,
-                                  action=rule.action, severity=rule.severity)
-        except catalog.RuleError as exc:
-            return _invalid(rule, exc, now)
-        _resolve(rule, INVALID_RULE_SUBJECT, "the rule is valid again", graph, now)
-        values = _measured(rule.metric, graph, now, memo)
-        if values is None:
-            return []
-        holding = {s: v for s, v in values.items() if catalog.holds(rule.comparison, v, rule.threshold)}
-        cooldown = timedelta(seconds=rule.cooldown_seconds)
-        retry = timedelta(seconds=min(rule.cooldown_seconds, FAILED_ACTION_RETRY_SECONDS))
-        latest: dict[str, AlertFiring] = {}
-        for f in (AlertFiring.objects.filter(rule=rule, subject__in=list(holding), fired_at__gt=now - cooldown)
-                  .order_by("subject", "-fired_at", "-pk")):
-            latest.setdefault(f.subject, f)
-        fired = []
-        for subject, value in sorted(holding.items()):
-            last = latest.get(subject)
-            if last is not None and not (last.action_outcome == HealingOutcome.FAILED and last.fired_at <= now - retry):
-                continue  # within the cooldown of its last action
-            trace_id = tracing.new_trace_id()
-            with tracing.trace(trace_id):
-                f = _Firing(rule=rule, subject=subject, value=value, graph=graph, now=now, trace_id=trace_id,
-                            details={"rule": rule.name, "metric": rule.metric, "value": value,
-                                     "threshold": rule.threshold, "service":
-                                         metrics.subject_service(rule.metric, subject, graph)})
-                firing = _fire(f)
-            if firing is not None:
-                fired.append(firing)
-        present = metrics.present_subjects(rule.metric, graph)
-        open_subjects = set(AlertFiring.objects.filter(rule=rule, resolved_at__isnull=True)
-                            .exclude(subject=INVALID_RULE_SUBJECT).values_list("subject", flat=True))
-        for subject in sorted(open_subjects - set(holding)):
-            if subject in values:
-                _resolve(rule, subject, _cleared(rule, subject, values[subject]), graph, now)
-            elif present is not None and subject not in present:
-                _resolve(rule, subject, f"{subject} is gone (stopped, or its service switched off)", graph, now)
-        return fired
+    # One health pass runs at a time (the lock in analytics/health/monitor.py), so the rule needs no
+    # row lock; and with no transaction around the rule, each action (an emergency stop, the
+    # record of a restart) commits on its own: nothing that fails after it can roll it back.
+    rule = AlertRule.objects.filter(pk=rule_id, enabled=True).first()
+    if rule is None:  # just disabled or deleted
+        return []
+    try:
+        catalog.validate_rule(metric=rule.metric, comparison=rule.comparison, threshold=rule.threshold,
+                              action=rule.action, severity=rule.severity)
+    except catalog.RuleError as exc:
+        return _invalid(rule, exc, now)
+    _resolve(rule, INVALID_RULE_SUBJECT, "the rule is valid again", graph, now)
+    values = _measured(rule.metric, graph, now, memo)
+    if values is None:
+        return []
+    holding = {s: v for s, v in values.items() if catalog.holds(rule.comparison, v, rule.threshold)}
+    cooldown = timedelta(seconds=rule.cooldown_seconds)
+    retry = timedelta(seconds=min(rule.cooldown_seconds, FAILED_ACTION_RETRY_SECONDS))
+    latest: dict[str, AlertFiring] = {}
+    for f in (AlertFiring.objects.filter(rule=rule, subject__in=list(holding), fired_at__gt=now - cooldown)
+              .order_by("subject", "-fired_at", "-pk")):
+        latest.setdefault(f.subject, f)
+    fired = []
+    for subject, value in sorted(holding.items()):
+        last = latest.get(subject)
+        if last is not None and not (last.action_outcome == HealingOutcome.FAILED and last.fired_at <= now - retry):
+            continue  # within the cooldown of its last action
+        trace_id = tracing.new_trace_id()
+        with tracing.trace(trace_id):
+            f = _Firing(rule=rule, subject=subject, value=value, graph=graph, now=now, trace_id=trace_id,
+                        details={"rule": rule.name, "metric": rule.metric, "value": value,
+                                 "threshold": rule.threshold, "service":
+                                     metrics.subject_service(rule.metric, subject, graph)})
+            firing = _fire(f)
+        if firing is not None:
+            fired.append(firing)
+    present = metrics.present_subjects(rule.metric, graph)
+    open_subjects = set(AlertFiring.objects.filter(rule=rule, resolved_at__isnull=True)
+                        .exclude(subject=INVALID_RULE_SUBJECT).values_list("subject", flat=True))
+    for subject in sorted(open_subjects - set(holding)):
+        if subject in values:
+            _resolve(rule, subject, _cleared(rule, subject, values[subject]), graph, now)
+        elif present is not None and subject not in present:
+            _resolve(rule, subject, f"{subject} is gone (stopped, or its service switched off)", graph, now)
+    return fired
 
 
 def evaluate_rules(graph: dict, *, now: datetime | None = None) -> list[AlertFiring]:
