@@ -93,10 +93,18 @@ def validate_url(url: str) -> str:
     return url
 
 
+# A channel may only read variables meant for it: pointing one at SECRET_KEY or DATABASE_URL would
+# send that secret to whatever the "URL" resolves to, and show its first characters in the admin.
+ENV_PREFIX = "NOTIFY_URL_"
+
+
 def validate_env_name(name: str) -> str:
     name = (name or "").strip()
     if not _ENV_NAME.match(name):
         raise ChannelConfigError("url_env", f"{name!r} is not an environment variable name (letters, digits, _)")
+    if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+        raise ChannelConfigError("url_env", f"{name!r}: a channel's variable must be named {ENV_PREFIX}<something> "
+                                            f"(e.g. {ENV_PREFIX}TELEGRAM), so no other secret can be sent out")
     return name
 
 

@@ -384,43 +384,45 @@ def test_the_sweep_wakes_channels_with_due_deliveries_only(webhook, django_captu
 
 def test_notify_channels_are_parsed_with_each_bad_entry_named():
     parsed, errors = channels.parse_env_channels(
-        "ops=QT_NOTIFY_OPS:critical, pager = QT_NOTIFY_PAGER ,oops,x=QT_X:loud,bad name=QT_Y,y=1ABC",
+        "ops=NOTIFY_URL_OPS:critical, pager = NOTIFY_URL_PAGER ,oops,x=NOTIFY_URL_X:loud,bad name=NOTIFY_URL_Y,y=1ABC,z=SECRET_KEY",
         default_severity=Severity.WARNING)
     assert [(c.name, c.url_env, c.min_severity) for c in parsed] == [
-        ("ops", "QT_NOTIFY_OPS", Severity.CRITICAL), ("pager", "QT_NOTIFY_PAGER", Severity.WARNING)]
+        ("ops", "NOTIFY_URL_OPS", Severity.CRITICAL), ("pager", "NOTIFY_URL_PAGER", Severity.WARNING)]
     assert errors == [
         "NOTIFY_CHANNELS: 'oops' is not name=ENV_VAR[:min_severity]",
         "NOTIFY_CHANNELS: x: min_severity: 'loud' is not a severity (info, warning or critical)",
         "NOTIFY_CHANNELS: channel name 'bad name' must be letters, digits, _ . - (up to 64)",
         "NOTIFY_CHANNELS: y: url_env: '1ABC' is not an environment variable name (letters, digits, _)",
+        "NOTIFY_CHANNELS: z: url_env: 'SECRET_KEY': a channel's variable must be named NOTIFY_URL_<something> "
+        "(e.g. NOTIFY_URL_TELEGRAM), so no other secret can be sent out",
     ]
 
 
 def test_channels_from_the_environment_are_synced_and_read_their_url_there(settings, monkeypatch, webhook):
-    settings.NOTIFY_CHANNELS = "oncall=QT_TEST_NOTIFY_ONCALL:critical,ops=QT_TEST_NOTIFY_OPS"
+    settings.NOTIFY_CHANNELS = "oncall=NOTIFY_URL_TEST_ONCALL:critical,ops=NOTIFY_URL_TEST_OPS"
     settings.NOTIFY_MIN_SEVERITY = "info"
-    monkeypatch.setenv("QT_TEST_NOTIFY_ONCALL", webhook.url("/oncall"))
-    monkeypatch.delenv("QT_TEST_NOTIFY_OPS", raising=False)
+    monkeypatch.setenv("NOTIFY_URL_TEST_ONCALL", webhook.url("/oncall"))
+    monkeypatch.delenv("NOTIFY_URL_TEST_OPS", raising=False)
     envelope = alert("exchange unreachable", severity="critical")
     dispatch.fan_out(envelope)  # syncs NOTIFY_CHANNELS first
     oncall, ops = NotificationChannel.objects.get(name="oncall"), NotificationChannel.objects.get(name="ops")
-    assert (oncall.url_env, oncall.min_severity, oncall.url_encrypted) == ("QT_TEST_NOTIFY_ONCALL", "critical", "")
+    assert (oncall.url_env, oncall.min_severity, oncall.url_encrypted) == ("NOTIFY_URL_TEST_ONCALL", "critical", "")
     assert ops.min_severity == "info"
-    assert channels.url_source(oncall) == "from $QT_TEST_NOTIFY_ONCALL (json://…)"
-    assert channels.url_source(ops) == "from $QT_TEST_NOTIFY_OPS (not set in this process)"
+    assert channels.url_source(oncall) == "from $NOTIFY_URL_TEST_ONCALL (json://…)"
+    assert channels.url_source(ops) == "from $NOTIFY_URL_TEST_OPS (not set in this process)"
     assert dispatch.flush_channel(oncall.pk).outcome == "sent"
     assert webhook.messages()[0]["path"] == "/oncall"
     assert dispatch.flush_channel(ops.pk).outcome == "failed"
     ops.refresh_from_db()
-    assert ops.last_error == "url_env: $QT_TEST_NOTIFY_OPS is not set in this process's environment"
+    assert ops.last_error == "url_env: $NOTIFY_URL_TEST_OPS is not set in this process's environment"
 
     # the setting decides the variable and the severity; enabling and the rate limit stay the operator's
     NotificationChannel.objects.filter(pk=oncall.pk).update(enabled=False, max_per_minute=1)
-    settings.NOTIFY_CHANNELS = "oncall=QT_TEST_NOTIFY_PAGER:warning"
+    settings.NOTIFY_CHANNELS = "oncall=NOTIFY_URL_TEST_PAGER:warning"
     channels.sync_env_channels()
     oncall.refresh_from_db()
     assert (oncall.url_env, oncall.min_severity, oncall.enabled, oncall.max_per_minute) == \
-        ("QT_TEST_NOTIFY_PAGER", "warning", False, 1)
+        ("NOTIFY_URL_TEST_PAGER", "warning", False, 1)
 
 
 # --- URL validation, the admin and the API --------------------------------------------------------
@@ -473,9 +475,9 @@ def test_the_api_stores_the_url_encrypted_and_never_returns_it(admin_client, vie
     assert r.json() == {"url": ["url: not an Apprise URL Apprise can send to (scheme 'foo')"]}
     r = admin_client.post("/api/notifications/channels/", {"name": "none"}, content_type="application/json")
     assert r.status_code == 400 and "url: required" in r.json()["url"][0]
-    r = admin_client.post("/api/notifications/channels/", {"name": "env", "url_env": "QT_HOOK"},
+    r = admin_client.post("/api/notifications/channels/", {"name": "env", "url_env": "NOTIFY_URL_HOOK"},
                           content_type="application/json")
-    assert r.status_code == 201 and r.json()["url_source"] == "from $QT_HOOK (not set in this process)"
+    assert r.status_code == 201 and r.json()["url_source"] == "from $NOTIFY_URL_HOOK (not set in this process)"
 
 
 def test_deliveries_are_listed_for_signed_in_users(viewer, admin_client, webhook):

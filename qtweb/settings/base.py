@@ -294,7 +294,8 @@ if PROCESS_MANAGER not in ("supervisor", "none"):
 
     raise ImproperlyConfigured(f"PROCESS_MANAGER must be supervisor or none, got {PROCESS_MANAGER!r}")
 # --- notifications (analytics/notifications) ---
-# Channels from the environment: NOTIFY_CHANNELS="name=ENV_VAR_WITH_APPRISE_URL[:min_severity],..."
+# Channels from the environment: NOTIFY_CHANNELS="name=NOTIFY_URL_<X>[:min_severity],..." (each variable
+# named NOTIFY_URL_<something> holds an Apprise URL; no other variable can be read by a channel)
 # (more can be added in the admin, stored encrypted with FIELD_ENCRYPTION_KEY, or a key derived
 # from SECRET_KEY when it is empty).
 NOTIFY_CHANNELS = read("NOTIFY_CHANNELS")
