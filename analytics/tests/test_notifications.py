@@ -384,7 +384,8 @@ def test_the_sweep_wakes_channels_with_due_deliveries_only(webhook, django_captu
 
 def test_notify_channels_are_parsed_with_each_bad_entry_named():
     parsed, errors = channels.parse_env_channels(
-        "ops=NOTIFY_URL_OPS:critical, pager = NOTIFY_URL_PAGER ,oops,x=NOTIFY_URL_X:loud,bad name=NOTIFY_URL_Y,y=1ABC,z=SECRET_KEY",
+        "ops=NOTIFY_URL_OPS:critical, pager = NOTIFY_URL_PAGER ,oops,x=NOTIFY_URL_X:loud,"
+        "bad name=NOTIFY_URL_Y,y=1ABC,z=SECRET_KEY",
         default_severity=Severity.WARNING)
     assert [(c.name, c.url_env, c.min_severity) for c in parsed] == [
         ("ops", "NOTIFY_URL_OPS", Severity.CRITICAL), ("pager", "NOTIFY_URL_PAGER", Severity.WARNING)]
