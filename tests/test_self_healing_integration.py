@@ -181,3 +181,25 @@ def test_a_worker_that_keeps_dying_is_restarted_at_most_n_times_then_left_down_w
     assert resumed.kind == "resume"
     assert wait_for(lambda: beating("inference", since=resumed.created_at), timeout=60, poll=0.5)
     assert service.given_up("inference") is None
+
+
+def test_a_frozen_ops_worker_where_self_healing_runs_is_restarted_by_the_learning_workers_watchdog(supervised):
+    from analytics.models import HealingAction
+
+    sup = supervised()
+    old = sup.pid("ops")
+    frozen_at = datetime.now(UTC)
+    os.kill(old, signal.SIGSTOP)
+    try:
+        assert wait_for(lambda: HealingAction.objects.filter(kind="restart_worker", target="ops", outcome="done",
+                                                             created_at__gte=frozen_at).exists(), timeout=75, poll=0.5)
+        assert wait_for(lambda: beating("ops", since=frozen_at, not_pid=old), timeout=60, poll=0.5)
+    finally:
+        try:
+            os.kill(old, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    took = (datetime.now(UTC) - frozen_at).total_seconds()
+    print(f"\nops SIGSTOP: beating again after {took:.1f}s")
+    action = HealingAction.objects.get(kind="restart_worker", target="ops", created_at__gte=frozen_at)
+    assert action.details["watchdog"] is True and "has not beaten" in action.trigger
