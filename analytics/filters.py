@@ -6,15 +6,20 @@ import django_filters
 from ai.models import ModelType
 from analytics.models import (
     AlertFiring,
+    DirectiveOutcome,
     DriftCheck,
     HealingAction,
     HealingKind,
     HealingOutcome,
     HealthTransition,
+    HfosDecision,
     JobStatus,
     JobTrigger,
+    PositionAssessment,
     RetrainingJob,
 )
+from analytics.orchestration.hfos import LAYERS
+from analytics.orchestration.intelligence import AT_RISK, LOSER, STALE, WINNER
 from qtweb.events.schemas import HealthState
 from trading.filters import TrueFalseFilter, ValueChoiceFilter
 
@@ -74,3 +79,28 @@ class HealingActionFilter(django_filters.FilterSet):
     class Meta:
         model = HealingAction
         fields = ("kind", "target", "outcome")
+
+
+class HfosDecisionFilter(django_filters.FilterSet):
+    """?trace_id=<id> ?layer=pal ?outcome=overruled (decisions with such a directive) ?since=<ISO 8601>"""
+
+    trace_id = django_filters.CharFilter()
+    layer = ValueChoiceFilter(values=LAYERS, field_name="directives__layer", distinct=True)
+    outcome = ValueChoiceFilter(values=DirectiveOutcome, field_name="directives__outcome", distinct=True)
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+
+    class Meta:
+        model = HfosDecision
+        fields = ("trace_id", "layer", "outcome", "since")
+
+
+class PositionAssessmentFilter(django_filters.FilterSet):
+    """?open=true ?label=at_risk ?symbol=BTC/USDT"""
+
+    open = TrueFalseFilter()
+    label = ValueChoiceFilter(values=(WINNER, LOSER, STALE, AT_RISK))
+    symbol = django_filters.CharFilter()
+
+    class Meta:
+        model = PositionAssessment
+        fields = ("open", "label", "symbol")

@@ -313,3 +313,82 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel.name}: {self.title} ({self.status})"
+
+
+# --- orchestration (analytics/orchestration) ---
+class HfosDecision(models.Model):
+    """One pass of the orchestrator: the directives every layer proposed, and what stood.
+
+    Its trace id is the one every event it published (portfolio.balance, profit.amplification)
+    carries, and so every intent and order those caused."""
+
+    trigger = models.CharField(max_length=NAME_MAX, help_text="beat, position.opened, manual ...")
+    hierarchy = models.JSONField(default=list, help_text="the priority order it decided by, highest first")
+    accepted_count = models.PositiveIntegerField(default=0)
+    overruled_count = models.PositiveIntegerField(default=0)
+    portfolio = models.JSONField(default=dict, blank=True,
+                                 help_text="the balancer's view: equity, exposures per symbol and sector, caps, "
+                                           "breaches")
+    skipped = models.CharField(max_length=TEXT_MAX, blank=True, default="",
+                               help_text="why nothing was decided (state unknown or stale), empty otherwise")
+    created_at = models.DateTimeField(db_index=True, default=timezone.now)
+    trace_id = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"HFOS {self.trigger} {self.created_at:%Y-%m-%d %H:%M:%S}: {self.accepted_count} accepted, " \
+               f"{self.overruled_count} overruled"
+
+
+class DirectiveOutcome(models.TextChoices):
+    ACCEPTED = "accepted", "accepted"
+    OVERRULED = "overruled", "overruled"
+
+
+class HfosDirective(models.Model):
+    """One directive of one layer in one decision, accepted or overruled (with what beat it, and why)."""
+
+    decision = models.ForeignKey(HfosDecision, on_delete=models.CASCADE, related_name="directives")
+    layer = models.CharField(max_length=16)
+    kind = models.CharField(max_length=24)
+    symbol = models.CharField(max_length=NAME_MAX, help_text="'*' for the whole system")
+    amount_usd = models.DecimalField(max_digits=24, decimal_places=2, default=0)
+    reason = models.CharField(max_length=TEXT_MAX)
+    outcome = models.CharField(max_length=10, choices=DirectiveOutcome.choices)
+    overruled_by = models.CharField(max_length=TEXT_MAX, blank=True, default="")
+    why = models.CharField(max_length=TEXT_MAX, blank=True, default="")
+    position_id = models.PositiveBigIntegerField(null=True, blank=True)
+    event_id = models.UUIDField(null=True, blank=True, help_text="the event that carried it out, when one did")
+    created_at = models.DateTimeField(db_index=True, default=timezone.now)
+
+    class Meta:
+        ordering = ["decision_id", "pk"]
+        indexes = [models.Index(fields=["layer", "kind", "position_id", "created_at"], name="hfos_directive_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.layer}: {self.kind} {self.symbol} [{self.outcome}]"
+
+
+class PositionAssessment(models.Model):
+    """Position intelligence: the latest class of one open position, with its score and reasons."""
+
+    position_id = models.PositiveBigIntegerField(unique=True)
+    symbol = models.CharField(max_length=NAME_MAX, db_index=True)
+    label = models.CharField(max_length=10)
+    score = models.FloatField()
+    pnl_pct = models.DecimalField(max_digits=12, decimal_places=4)
+    reasons = models.JSONField(default=list)
+    atr_at_entry = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True,
+                                       help_text="the ATR when the position was first assessed (volatility spikes are "
+                                                 "measured against it)")
+    open = models.BooleanField(default=True, db_index=True)
+    assessed_at = models.DateTimeField(db_index=True)
+    trace_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-assessed_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"position {self.position_id} {self.symbol}: {self.label} ({self.score:+.2f})"

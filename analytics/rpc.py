@@ -49,3 +49,12 @@ def get_system_health() -> dict:
         g["source"] = "built on request (the monitor has not stored one)"
     age = (datetime.now(UTC) - datetime.fromisoformat(g["generated_at"])).total_seconds()
     return {**g, "age_seconds": round(age, 1)}
+
+
+@command(Service.ANALYTICS, "get_portfolio_state")
+def get_portfolio_state() -> dict:
+    """The open positions with their intelligence, the exposures per symbol and sector, the balancer's
+    caps and HFOS's last decision."""
+    from analytics.orchestration.service import portfolio_state
+
+    return portfolio_state()

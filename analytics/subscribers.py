@@ -62,3 +62,14 @@ def notify_operators(event: EventEnvelope) -> None:
     from analytics.notifications.dispatch import fan_out
 
     fan_out(event)
+
+
+@subscriber(EventType.POSITION_OPENED, queue=Queue.OPS, name="analytics.orchestration.after_position_opened")
+def rebalance_after_open(event: EventEnvelope) -> None:
+    """A new position may push its sector or the book over a cap: the balancer runs again, after this
+    transaction commits (a pass another process holds is not waited for: the beat pass follows)."""
+    from django.db import transaction
+
+    from analytics.tasks import rebalance_task
+
+    transaction.on_commit(lambda: rebalance_task.delay(trigger=f"position.opened {event.data().symbol}"))

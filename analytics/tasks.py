@@ -75,3 +75,23 @@ def sweep_notifications_task() -> int:
     from analytics.notifications.dispatch import sweep
 
     return sweep()
+
+
+# --- orchestration: HFOS with the portfolio balancer, position intelligence and profit amplification ---
+@queue_task(Queue.OPS, name="analytics.orchestration.rebalance", ignore_result=True, soft_time_limit=60,
+            time_limit=90)
+def rebalance_task(trigger: str = "beat") -> int | None:
+    """A full pass: the balancer's caps, position intelligence and amplification, decided by HFOS."""
+    from analytics.orchestration.service import run_exclusively
+
+    decision = run_exclusively(trigger, include_pba=True)
+    return decision.pk if decision else None
+
+
+@queue_task(Queue.OPS, name="analytics.orchestration.assess", ignore_result=True, soft_time_limit=60, time_limit=90)
+def assess_positions_task() -> int | None:
+    """Position intelligence and amplification between the balancer's passes (the caps wait for theirs)."""
+    from analytics.orchestration.service import run_exclusively
+
+    decision = run_exclusively("monitor", include_pba=False)
+    return decision.pk if decision else None

@@ -117,6 +117,19 @@ SCHEDULES["qt:analytics.learning.scheduled_retraining"] = Schedule(
     description="Scheduled retraining: one challenger per model type, judged against its champion",
 )
 
+# --- orchestration (analytics-os service): HFOS, the balancer, position intelligence, amplification ---
+SCHEDULES["qt:analytics.orchestration.rebalance"] = Schedule(
+    task="analytics.orchestration.rebalance", every_seconds=_setting("PBA_REBALANCE_INTERVAL_SECONDS"),
+    queue=Queue.OPS, expires_seconds=_setting("PBA_REBALANCE_INTERVAL_SECONDS") * 0.9,
+    description="HFOS pass with the portfolio balancer: sector, count and gross caps; position intelligence; "
+                "profit amplification; conflicts decided by HFOS_PRIORITY_HIERARCHY",
+)
+SCHEDULES["qt:analytics.orchestration.assess"] = Schedule(
+    task="analytics.orchestration.assess", every_seconds=_setting("PIL_INTERVAL_SECONDS"), queue=Queue.OPS,
+    expires_seconds=_setting("PIL_INTERVAL_SECONDS") * 0.9,
+    description="HFOS pass between rebalances: classify every open position (PIL), amplify winners (PAL)",
+)
+
 # Prefix of the periodic tasks this module owns; others (added by an operator in the admin)
 # are left alone by setup_periodic_tasks.
 MANAGED_PREFIX = "qt:"

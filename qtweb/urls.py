@@ -55,6 +55,13 @@ health = [
     path("healing/resume/", analytics_api.HealingResumeView.as_view(), name="health-healing-resume"),
 ]
 
+orchestration = [
+    path("portfolio/", analytics_api.PortfolioStateView.as_view(), name="orchestration-portfolio"),
+    path("decisions/", analytics_api.HfosDecisionListView.as_view(), name="orchestration-decisions"),
+    path("decisions/<int:pk>/", analytics_api.HfosDecisionDetailView.as_view(), name="orchestration-decision"),
+    path("positions/", analytics_api.PositionAssessmentListView.as_view(), name="orchestration-positions"),
+]
+
 api = [
     path("traces/<str:trace_id>/", views.TraceView.as_view(), name="trace-detail"),
     path("events/", views.EventListView.as_view(), name="event-list"),
@@ -62,12 +69,15 @@ api = [
     path("models/", ai_api.ModelVersionListView.as_view(), name="model-list"),
     path("models/<int:pk>/promote/", ai_api.ModelVersionActionView.as_view(action="promote"), name="model-promote"),
     path("models/<int:pk>/retire/", ai_api.ModelVersionActionView.as_view(action="retire"), name="model-retire"),
+    path("meta-strategy/", ai_api.MetaStrategyStateView.as_view(), name="meta-strategy"),
+    path("meta-strategy/decisions/", ai_api.MetaStrategyDecisionListView.as_view(), name="meta-strategy-decisions"),
     path("risk/", include(risk)),
     path("trading/", include(trading)),
     path("learning/", include(learning)),
     path("alerts/", include(alerts)),
     path("notifications/", include(notifications)),
     path("health/", include(health)),
+    path("orchestration/", include(orchestration)),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -77,9 +77,20 @@ def on_execution_request(event: EventEnvelope) -> None:
 @subscriber(EventType.PORTFOLIO_BALANCE, queue=Queue.EXECUTION, name="trading.execution.on_portfolio_balance")
 def on_portfolio_balance(event: EventEnvelope) -> None:
     """PBA directives become intents through the same risk path (trading/execution/services/sources.py)."""
-    from trading.execution.services import intents_from_portfolio_balance
+    from trading.execution.services import IntentError, intents_from_portfolio_balance
 
-    for intent in intents_from_portfolio_balance(event):
+    try:
+        intents = intents_from_portfolio_balance(event)
+    except IntentError as exc:  # refused whole, with its reasons: a retry would refuse it again
+        from qtweb.events.bus import publish
+
+        log.warning("portfolio balance refused", error=str(exc))
+        reasons = [{"rule": "portfolio.balance", "message": str(exc)[:SHORT_TEXT_MAX]}]
+        publish(EventType.RISK_ALERT, {"severity": Severity.WARNING, "rule": "TRADE_BLOCKED",
+                                       "message": str(exc)[:TEXT_MAX], "rejected": True, "reasons": reasons},
+                trace_id=event.trace_id)
+        return
+    for intent in intents:
         _process_after_commit(intent)
 
 

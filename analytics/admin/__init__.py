@@ -4,4 +4,5 @@ from analytics.admin import (
     health,  # noqa: F401
     learning,  # noqa: F401
     notifications,  # noqa: F401
+    orchestration,  # noqa: F401
 )

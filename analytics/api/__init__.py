@@ -22,3 +22,9 @@ from analytics.api.notifications import (  # noqa: F401
     NotificationChannelTestView,
     NotificationDeliveryListView,
 )
+from analytics.api.orchestration import (  # noqa: F401
+    HfosDecisionDetailView,
+    HfosDecisionListView,
+    PortfolioStateView,
+    PositionAssessmentListView,
+)

@@ -6,7 +6,8 @@ Caps, each a percentage of equity in (0, 100] or a count:
 - the number of open positions (`max_positions`);
 - the gross notional of all open positions (`max_total_exposure_pct`).
 
-Reductions bring the book back under every cap, in that order: an over-weight sector gives back
+A cap is breached beyond cap + `band_pct` (a no-trade band against churn), and a breach is
+brought back to the cap itself. Reductions bring the book back under every cap, in that order: an over-weight sector gives back
 its excess in proportion to each position's share of it; the smallest positions beyond the count
 are closed; then an excess over the total cap is taken from every position in proportion. Amounts
 are rounded up to the cent (so the result is under the cap, not a cent above) and never exceed
@@ -41,6 +42,10 @@ class BalancerCaps:
     max_sector_exposure_pct: Decimal = Decimal(30)
     max_positions: int = 10
     max_total_exposure_pct: Decimal = Decimal(100)
+    # A no-trade band: a cap counts as breached only beyond cap + band (percentage points of equity),
+    # and is then brought back to the cap itself. Without it, the cent a reduction loses to lot
+    # rounding or a small price move would be chased with a new order on every pass.
+    band_pct: Decimal = Decimal("0.5")
 
     def __post_init__(self) -> None:
         for name in ("max_sector_exposure_pct", "max_total_exposure_pct"):
@@ -48,6 +53,10 @@ class BalancerCaps:
             if not Decimal(0) < value <= HUNDRED:
                 raise BalancerError(f"{name} must be in (0, 100] %, got {value}")
             object.__setattr__(self, name, value)
+        band = to_decimal(self.band_pct, "band_pct")
+        if not Decimal(0) <= band <= 10:
+            raise BalancerError(f"band_pct must be in [0, 10] percentage points, got {band}")
+        object.__setattr__(self, "band_pct", band)
         if isinstance(self.max_positions, bool) or not isinstance(self.max_positions, int) or self.max_positions < 1:
             raise BalancerError(f"max_positions must be a whole number >= 1, got {self.max_positions!r}")
 
@@ -145,9 +154,10 @@ def balance(equity_usd, holdings: list[Holding], caps: BalancerCaps,
     sector_before = sectors()
 
     # 1. sectors over their cap give back the excess, each position in proportion to its share.
+    band = equity * caps.band_pct / HUNDRED
     sector_cap = equity * caps.max_sector_exposure_pct / HUNDRED
     for sector, total in sorted(sector_before.items()):
-        if total > sector_cap:
+        if total > sector_cap + band:
             excess = total - sector_cap
             breaches.append(f"sector {sector}: {total / equity * HUNDRED:.2f}% > {caps.max_sector_exposure_pct}%")
             members = sorted((s for s in left if sector_of[s] == sector), key=lambda s: (-left[s], s))
@@ -166,7 +176,7 @@ def balance(equity_usd, holdings: list[Holding], caps: BalancerCaps,
     # 3. the whole book over its cap gives back the excess in proportion.
     total_cap = equity * caps.max_total_exposure_pct / HUNDRED
     gross = sum(left.values(), Decimal(0))
-    if gross > total_cap:
+    if gross > total_cap + band:
         excess = gross - total_cap
         breaches.append(f"gross {gross / equity * HUNDRED:.2f}% > {caps.max_total_exposure_pct}%")
         shares = dict(left)

@@ -21,7 +21,7 @@ from decimal import Decimal
 from core.decimals import to_decimal
 
 __all__ = ["ADDS", "DEFAULT_HIERARCHY", "LAYERS", "REDUCES", "Directive", "Overruled", "Resolution", "HfosError",
-           "check_hierarchy", "own_directives", "resolve"]
+           "check_directives", "check_hierarchy", "own_directives", "resolve"]
 
 SELF_HEALING, RISK, HFOS, PBA, PAL = "self_healing", "risk", "hfos", "pba", "pal"
 LAYERS = (SELF_HEALING, RISK, HFOS, PBA, PAL)
@@ -96,6 +96,33 @@ def check_hierarchy(hierarchy) -> tuple[str, ...]:
     if missing:
         raise HfosError(f"hfos_priority_hierarchy leaves out {', '.join(missing)}: every layer needs a rank")
     return order
+
+
+# Kinds that act on one position and need it to exist.
+_ON_A_POSITION = frozenset({"add", "reduce", "close"})
+
+
+def check_directives(directives, open_notional_usd: dict[str, Decimal], known_symbols=frozenset()) -> None:
+    """Refuse, naming every problem at once, directives that cannot be carried out: one for a symbol
+    that is not traded, one acting on a position that is not open, a reduction bigger than the
+    position. Nothing is decided on a batch with one bad directive (no half-applied pass)."""
+    problems = []
+    for d in directives:
+        if d.symbol == EVERYTHING:
+            if d.kind in _ON_A_POSITION:
+                problems.append(f"{d.describe()}: {d.kind} needs one symbol, not '*'")
+            continue
+        if d.symbol not in open_notional_usd and d.symbol not in known_symbols:
+            problems.append(f"{d.describe()}: unknown symbol {d.symbol}")
+            continue
+        if d.kind in _ON_A_POSITION and d.symbol not in open_notional_usd:
+            problems.append(f"{d.describe()}: no open position in {d.symbol}")
+            continue
+        if d.kind == "reduce" and d.amount_usd > open_notional_usd[d.symbol]:
+            problems.append(f"{d.describe()}: reduction of {d.amount_usd} USD is bigger than the position "
+                            f"({open_notional_usd[d.symbol]} USD)")
+    if problems:
+        raise HfosError("; ".join(problems))
 
 
 def _touches(a: Directive, b: Directive) -> bool:

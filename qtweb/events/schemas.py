@@ -156,6 +156,13 @@ class RlDecision(Payload):
     account_snapshot_age_seconds: NonNegativeFloat | None = None
     # Decided by an ai-service in SHADOW (AI_SERVICE_SHADOW): recorded, never traded by execution.
     shadow: bool = False
+    # The meta-strategy's profile for this symbol (ai/meta; absent when RL_META_STRATEGY_ENABLED is
+    # off): execution trades with its strategy and keeps its horizon on the intent. `profile_fallback`:
+    # the fixed default profile, because the agent was untrained or unsure.
+    profile: Name | None = None
+    profile_fallback: bool = False
+    execution_strategy: ExecutionStrategy | None = None
+    horizon_bars: int | None = Field(default=None, ge=1, le=10_000)
 
 
 class UniverseOpportunity(Payload):
@@ -371,10 +378,22 @@ class LearningEvent(Payload):
 
 
 class PortfolioBalance(Payload):
+    """The balancer's decision. `directives` are what execution acts on (`reduce SYMBOL USD`); the
+    rest says why: the exposures it measured, which symbols it reduces and by how much. The
+    balancer only takes risk away, so `symbols_to_increase` stays empty unless a producer adds
+    entries of its own."""
+
     equity_usd: NonNegativeDecimal
     gross_exposure_usd: NonNegativeDecimal
     exposures_usd: dict[str, SignedDecimal] = Field(default_factory=dict)
     directives: list[str] = Field(default_factory=list)
+    status: Annotated[str, Field(pattern=r"^(REBALANCE_REQUIRED|BALANCED)$")] = "REBALANCE_REQUIRED"
+    sector_exposures_usd: dict[str, NonNegativeDecimal] = Field(default_factory=dict)
+    symbols_to_reduce: list[Symbol] = Field(default_factory=list)
+    symbols_to_increase: list[Symbol] = Field(default_factory=list)
+    reductions_usd: dict[str, NonNegativeDecimal] = Field(default_factory=dict)
+    reasons: dict[str, Text] = Field(default_factory=dict)
+    decision_id: int | None = Field(default=None, ge=1)  # the HFOS decision that let it through
 
 
 class ProfitAmplification(Payload):
@@ -383,6 +402,7 @@ class ProfitAmplification(Payload):
     action: Annotated[str, Field(pattern=r"^(add|extend_take_profit|hold)$")]
     add_size_usd: NonNegativeDecimal = Decimal("0")
     reason: Text
+    decision_id: int | None = Field(default=None, ge=1)
 
 
 class MarketBar(Payload):

@@ -168,6 +168,10 @@ if RL_SIZING_MODE not in ("kelly", "ppo"):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(f"RL_SIZING_MODE must be kelly or ppo, got {RL_SIZING_MODE!r}")
+# The meta-strategy agent (ai/meta): per (regime, sector) it chooses the trading profile (ensemble
+# threshold, horizon, execution strategy, or standing aside). Off until the walk-forward ablation
+# shows it helps; off is exactly the behaviour without it.
+RL_META_STRATEGY_ENABLED = read("RL_META_STRATEGY_ENABLED")
 # RL sizing refuses to size on an account snapshot older than this: three reconciliation
 # periods (the execution side also refreshes it on every fill).
 ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS = read("ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS")
@@ -293,6 +297,40 @@ if PROCESS_MANAGER not in ("supervisor", "none"):
     from django.core.exceptions import ImproperlyConfigured
 
     raise ImproperlyConfigured(f"PROCESS_MANAGER must be supervisor or none, got {PROCESS_MANAGER!r}")
+# --- orchestration (analytics/orchestration): HFOS, the portfolio balancer, profit amplification,
+# position intelligence. The caps are % of equity in (0, 100]; the hierarchy names every layer once,
+# highest first. Wrong values stop start-up with the variable named.
+PBA_ENABLED = read("PBA_ENABLED")
+PBA_MAX_SECTOR_EXPOSURE_PCT = read("PBA_MAX_SECTOR_EXPOSURE_PCT")
+PBA_MAX_TOTAL_EXPOSURE_PCT = read("PBA_MAX_TOTAL_EXPOSURE_PCT")
+PBA_MAX_POSITIONS = read("PBA_MAX_POSITIONS")
+# A cap is breached only beyond cap + this band (percentage points), then reduced to the cap: no churn.
+PBA_REBALANCE_BAND_PCT = read("PBA_REBALANCE_BAND_PCT")
+PBA_REBALANCE_INTERVAL_SECONDS = read("PBA_REBALANCE_INTERVAL_SECONDS")
+PAL_ENABLED = read("PAL_ENABLED")
+PAL_MIN_PROFIT_PCT = read("PAL_MIN_PROFIT_PCT")
+PAL_AMPLIFICATION_FACTOR = read("PAL_AMPLIFICATION_FACTOR")
+PAL_WINDOW_SECONDS = read("PAL_WINDOW_SECONDS")  # one add per position within this window
+PIL_ENABLED = read("PIL_ENABLED")
+PIL_INTERVAL_SECONDS = read("PIL_INTERVAL_SECONDS")  # how often open positions are classified (and PAL runs)
+HFOS_PRIORITY_HIERARCHY = [x.strip() for x in read("HFOS_PRIORITY_HIERARCHY") if x.strip()]
+HFOS_MAX_DRAWDOWN_FOR_AMPLIFICATION_PCT = read("HFOS_MAX_DRAWDOWN_FOR_AMPLIFICATION_PCT")
+# The account snapshot (equity, drawdown) older than this is unknown: the orchestrator decides nothing.
+HFOS_STATE_MAX_AGE_SECONDS = read("HFOS_STATE_MAX_AGE_SECONDS")
+
+
+def _check_orchestration() -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from analytics.orchestration.config import ConfigError, orchestration_config
+
+    try:
+        orchestration_config(globals())
+    except ConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+_check_orchestration()
 # --- notifications (analytics/notifications) ---
 # Channels from the environment: NOTIFY_CHANNELS="name=NOTIFY_URL_<X>[:min_severity],..." (each variable
 # named NOTIFY_URL_<something> holds an Apprise URL; no other variable can be read by a channel)

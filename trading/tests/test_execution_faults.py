@@ -298,8 +298,13 @@ def test_portfolio_and_profit_amplification_intents_take_the_same_risk_path(pape
 
     add = intent_process(ExecutionIntent.objects.get(source="profit_amplification").pk)
     assert add.status == "rejected" and "max position" in add.reason  # 50k breaches the 10k cap
-    pba = build_envelope("portfolio.balance", {"equity_usd": "100000", "gross_exposure_usd": "3000",
+    bad = build_envelope("portfolio.balance", {"equity_usd": "100000", "gross_exposure_usd": "3000",
                                                "directives": ["reduce BTC/USDT:USDT 1000", "nonsense"]},
+                         trace_id="trace-pba-0", source="analytics-os-service")
+    on_portfolio_balance(bad)  # one bad directive refuses the whole rebalance: nothing half-applied
+    assert not ExecutionIntent.objects.filter(source="portfolio_balance").exists()
+    pba = build_envelope("portfolio.balance", {"equity_usd": "100000", "gross_exposure_usd": "3000",
+                                               "directives": ["reduce BTC/USDT:USDT 1000"]},
                          trace_id="trace-pba-1", source="analytics-os-service")
     on_portfolio_balance(pba)
     reduce = intent_process(ExecutionIntent.objects.get(source="portfolio_balance").pk)

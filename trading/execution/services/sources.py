@@ -101,8 +101,12 @@ def intent_from_rl_decision(event: EventEnvelope) -> ExecutionIntent | None:
 
     leverage = 1 if sym is None or sym.market_type == MarketType.SPOT else min(int(policy_get().max_leverage),
                                                                                  int(settings.EXECUTION_LEVERAGE))
-    intent, _ = intent_create(**common, size_usd=d.final_size_usd.quantize(CENT), leverage=leverage,
-                              strategy=ExecutionStrategy.SMART, symbol_obj=sym)
+    # The meta-strategy's profile (when it chose one) picks the strategy; its horizon is kept on
+    # the intent for the record: the position monitor has no time exit that would read it.
+    profile = {k: v for k, v in (("profile", d.profile), ("horizon_bars", d.horizon_bars)) if v is not None}
+    intent, _ = intent_create(**{**common, "params": {**common["params"], **profile}},
+                              size_usd=d.final_size_usd.quantize(CENT), leverage=leverage,
+                              strategy=d.execution_strategy or ExecutionStrategy.SMART, symbol_obj=sym)
     return intent
 
 
@@ -130,30 +134,50 @@ def intent_from_request(event: EventEnvelope) -> ExecutionIntent:
 
 def intents_from_portfolio_balance(event: EventEnvelope) -> list[ExecutionIntent]:
     """The balancer's directives through the same risk path as any entry; a reduce is reduce-only
-    against the open position. A directive that cannot be traded is logged with its reason and
-    the others still go."""
+    against the open position.
+
+    All or nothing: every directive is checked first (it parses, its symbol is traded, a reduce
+    has an open position to reduce and is not bigger than it), and one bad directive refuses the
+    whole event with every reason (logged, and raised as IntentError), so a rebalance is never
+    half-applied."""
     p: PortfolioBalance = event.data()
-    out = []
+    exchange = exchange_id()
+    planned, problems = [], []
     for i, text in enumerate(p.directives):
         try:
             directive = planning.parse_rebalance_directive(text)
-            side = directive.side
-            if directive.reduce_only:
-                pos = Position.objects.filter(exchange=exchange_id(), symbol__symbol=directive.symbol,
-                                              status=PositionStatus.OPEN).first()
-                if pos is None:
-                    log.warning("portfolio directive: nothing to reduce", directive=text)
-                    continue
-                side = PositionSide(pos.side).exit_side
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        sym = Symbol.objects.filter(exchange=exchange, symbol=directive.symbol).first()
+        if sym is None:
+            problems.append(f"directive {text!r}: unknown symbol {directive.symbol} on {exchange}")
+            continue
+        side = directive.side
+        if directive.reduce_only:
+            pos = _open_position(exchange, sym)
+            if pos is None:
+                problems.append(f"directive {text!r}: no open position in {directive.symbol} to reduce")
+                continue
+            notional = pos.notional_usd
+            if directive.size_usd > notional.quantize(CENT) + CENT:
+                problems.append(f"directive {text!r}: reduction of {directive.size_usd} USD is bigger than the "
+                                f"{directive.symbol} position ({notional.quantize(CENT)} USD)")
+                continue
+            side = PositionSide(pos.side).exit_side
+        planned.append((i, directive, side, sym))
+    if problems:
+        log.error("portfolio.balance refused: nothing applied", problems=problems, trace_id=event.trace_id)
+        raise IntentError("portfolio.balance refused, nothing applied: " + "; ".join(problems))
+    out = []
+    with transaction.atomic():
+        for i, directive, side, sym in planned:
             intent, _ = intent_create(key=f"pba:{event.event_id}:{i}", source=IntentSource.PORTFOLIO_BALANCE,
                                       symbol=directive.symbol, side=side, size_usd=directive.size_usd,
                                       reduce_only=directive.reduce_only, strategy=ExecutionStrategy.SMART,
                                       exit_reason=CloseReason.REBALANCE, trace_id=event.trace_id,
-                                      created_by="portfolio-balancer")
-        except (IntentError, ValueError) as exc:
-            log.warning("portfolio directive refused", directive=text, error=str(exc))
-            continue
-        out.append(intent)
+                                      created_by="portfolio-balancer", symbol_obj=sym)
+            out.append(intent)
     return out
 
 
