@@ -124,8 +124,13 @@ def test_positions_table_follows_position_events_and_viewers_get_no_stop_button(
             syms[base] = Symbol.objects.create(exchange=exchange, symbol=f"{base}/USDT:USDT", base=base, quote="USDT",
                                                settle="USDT", market_type="swap", tick_size=Decimal("0.01"),
                                                lot_size=Decimal("0.001"))
-        Position.objects.create(exchange=exchange, symbol=syms["BTC"], side="long", amount=Decimal("0.05"),
-                                entry_price=Decimal("60000"), leverage=3, opened_at=datetime.now(UTC))
+        btc = Position.objects.create(exchange=exchange, symbol=syms["BTC"], side="long", amount=Decimal("0.05"),
+                                      entry_price=Decimal("60000"), leverage=3, opened_at=datetime.now(UTC))
+        from analytics.models import PositionAssessment
+
+        PositionAssessment.objects.create(position_id=btc.pk, symbol="BTC/USDT:USDT", label="at_risk", score=-0.35,
+                                          pnl_pct=Decimal("3"), reasons=["the signal reversed to short"],
+                                          assessed_at=datetime.now(UTC))
         return exchange, syms["ETH"].pk
 
     off_loop(_reset_caches)
@@ -141,6 +146,9 @@ def test_positions_table_follows_position_events_and_viewers_get_no_stop_button(
     expect(rows.first).to_have_attribute("data-symbol", "BTC/USDT:USDT")
     expect(rows.first.locator(".col-amount")).to_have_text("0.05")
     expect(rows.first.locator(".col-leverage")).to_have_text("3")
+    intel = rows.first.locator(".col-intelligence")
+    expect(intel).to_have_text("at risk -0.35")
+    expect(intel).to_have_attribute("title", "the signal reversed to short")
     expect(page.locator("#positions-empty")).to_be_hidden()
     expect(page.locator("#ws-state")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
     page.evaluate("window.__notReloaded = true")
@@ -156,4 +164,6 @@ def test_positions_table_follows_position_events_and_viewers_get_no_stop_button(
     off_loop(open_eth)
     expect(rows).to_have_count(2, timeout=WAIT_MS)
     expect(page.locator('#positions-body tr[data-symbol="ETH/USDT:USDT"]')).to_have_attribute("data-side", "short")
+    eth_intel = page.locator('#positions-body tr[data-symbol="ETH/USDT:USDT"] .col-intelligence')
+    expect(eth_intel).to_have_attribute("title", "not classified yet")
     assert page.evaluate("window.__notReloaded") is True, "the page reloaded"

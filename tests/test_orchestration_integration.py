@@ -259,3 +259,23 @@ def test_a_rebalance_with_one_bad_directive_is_refused_whole(market):
     assert "unknown symbol NOPE/USDT:USDT" in alerts[ev.trace_id]
     assert "no open position in DOGE/USDT:USDT" in alerts[ev.trace_id]
     assert "bigger than the ETH/USDT:USDT position" in alerts[ev2.trace_id]
+
+
+def test_an_at_risk_position_is_classified_with_its_reason_and_its_stops_are_left_alone(market, settings):
+    from analytics.models import PositionAssessment
+    from trading.models import Position
+
+    settings.PBA_ENABLED = False
+    pos = _open(ETH, "1", "risk-eth")
+    _snapshot_fresh()
+    _healthy_graph()
+    _make_profitable(pos, "8")
+    _current_signal(ETH, "SELL")  # the signal turned against the long
+    before = Position.objects.get(pk=pos.pk)
+    _pass(include_pba=False)
+    a = PositionAssessment.objects.get(position_id=pos.pk)
+    assert a.label == "at_risk" and a.reasons == ["the signal reversed to short"] and a.open
+    after = Position.objects.get(pk=pos.pk)
+    # Position intelligence does not tighten stops: the monitor's stops stand as they were.
+    assert (after.stop_loss_price, after.take_profit_price) == (before.stop_loss_price, before.take_profit_price)
+    assert not Event.objects.filter(type="profit.amplification").exists()  # only winners are amplified

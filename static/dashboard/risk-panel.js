@@ -2,7 +2,10 @@
 // system.mode_changed events health-grid.js receives on the page's websocket and re-dispatches
 // as "qt:event"), the emergency stop for staff (a reason, then POST /api/risk/emergency-stop/)
 // and the open positions (/api/trading/positions/?status=open, re-read on position.opened and
-// position.closed). Load this before health-grid.js so it hears the socket's first "qt:ws-open".
+// position.closed), each with its position intelligence (/api/orchestration/positions/?open=true:
+// class and score, the reasons on hover; re-read every INTELLIGENCE_MS, as the orchestrator
+// classifies on its own clock). Load this before health-grid.js so it hears the socket's first
+// "qt:ws-open".
 (function () {
   "use strict";
   const panel = document.getElementById("risk-panel");
@@ -17,6 +20,7 @@
   const JSON_HEADERS = {Accept: "application/json"};
   const COLUMNS = ["symbol", "side", "amount", "entry_price", "mark_price", "leverage", "unrealized_pnl_usd",
                    "stop_loss_price", "take_profit_price", "opened_at"];
+  const INTELLIGENCE_MS = 30000;
 
   // When the mode shown was set (server time). An answer about an older change never
   // overwrites a newer one: the page's first GET may return after the websocket's event.
@@ -62,8 +66,13 @@
   async function loadPositions() {
     const seq = ++positionsSeq;
     try {
-      const d = await getJSON("/api/trading/positions/?status=open&limit=200");
+      const [d, intel] = await Promise.all([
+        getJSON("/api/trading/positions/?status=open&limit=200"),
+        // Without it the table still shows; the column then says why it is empty.
+        getJSON("/api/orchestration/positions/?open=true&limit=200").catch((err) => ({error: err.message})),
+      ]);
       if (seq !== positionsSeq) return; // a newer load is under way
+      const byPosition = new Map((intel.results || []).map((a) => [String(a.position_id), a]));
       const rows = (d.results || []).map((p) => {
         const tr = document.createElement("tr");
         tr.dataset.symbol = p.symbol;
@@ -75,6 +84,18 @@
           td.textContent = fmt(c, p[c]);
           tr.appendChild(td);
         }
+        const td = document.createElement("td");
+        td.className = "col-intelligence";
+        const a = byPosition.get(String(p.position_id));
+        if (a) {
+          td.textContent = `${a.label.replace("_", " ")} ${a.score >= 0 ? "+" : ""}${a.score.toFixed(2)}`;
+          td.title = (a.reasons || []).join("; ");
+          td.dataset.label = a.label;
+        } else {
+          td.textContent = "–";
+          td.title = intel.error ? `intelligence unavailable: ${intel.error}` : "not classified yet";
+        }
+        tr.appendChild(td);
         return tr;
       });
       tbody.replaceChildren(...rows);
@@ -97,6 +118,7 @@
   });
   // (Re)connected: anything missed while the socket was down is read again.
   document.addEventListener("qt:ws-open", () => { loadMode(); loadPositions(); });
+  setInterval(loadPositions, INTELLIGENCE_MS);
 
   function showResult(state, text) {
     result.dataset.state = state;
