@@ -331,6 +331,7 @@ class HfosDecision(models.Model):
                                            "breaches")
     skipped = models.CharField(max_length=TEXT_MAX, blank=True, default="",
                                help_text="why nothing was decided (state unknown or stale), empty otherwise")
+    shadow = models.BooleanField(default=False, help_text="decided but not carried out (ANALYTICS_OS_SERVICE_SHADOW)")
     created_at = models.DateTimeField(db_index=True, default=timezone.now)
     trace_id = models.CharField(max_length=64, db_index=True)
 

@@ -279,3 +279,21 @@ def test_an_at_risk_position_is_classified_with_its_reason_and_its_stops_are_lef
     # Position intelligence does not tighten stops: the monitor's stops stand as they were.
     assert (after.stop_loss_price, after.take_profit_price) == (before.stop_loss_price, before.take_profit_price)
     assert not Event.objects.filter(type="profit.amplification").exists()  # only winners are amplified
+
+
+def test_in_shadow_the_pass_decides_and_records_but_publishes_nothing(market, settings):
+    from analytics.models import HfosDecision, HfosDirective
+
+    settings.PBA_MAX_SECTOR_EXPOSURE_PCT = "5"
+    settings.ANALYTICS_OS_SERVICE_SHADOW = True
+    _open(BTC, "0.1", "shadow-btc")
+    _snapshot_fresh()
+    _healthy_graph()
+    decision = _pass()
+    assert decision.shadow and HfosDirective.objects.filter(decision=decision, layer="pba", outcome="accepted",
+                                                            event_id__isnull=True).exists()
+    assert not Event.objects.filter(type="portfolio.balance").exists()
+    settings.ANALYTICS_OS_SERVICE_SHADOW = False  # out of shadow, the reduction is still owed: it goes now
+    live = _pass()
+    assert not live.shadow and Event.objects.filter(type="portfolio.balance", trace_id=live.trace_id).exists()
+    assert HfosDecision.objects.filter(shadow=True).count() == 1

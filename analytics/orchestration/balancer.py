@@ -7,9 +7,10 @@ Caps, each a percentage of equity in (0, 100] or a count:
 - the gross notional of all open positions (`max_total_exposure_pct`).
 
 A cap is breached beyond cap + `band_pct` (a no-trade band against churn), and a breach is
-brought back to the cap itself. Reductions bring the book back under every cap, in that order: an over-weight sector gives back
-its excess in proportion to each position's share of it; the smallest positions beyond the count
-are closed; then an excess over the total cap is taken from every position in proportion. Amounts
+brought back to the cap itself. Reductions bring the book back under every cap, in that order:
+an over-weight sector gives back its excess in proportion to each position's share of it; the
+smallest positions beyond the count are closed; then an excess over the total cap is taken from
+every position in proportion. Amounts
 are rounded up to the cent (so the result is under the cap, not a cent above) and never exceed
 what is left of a position.
 

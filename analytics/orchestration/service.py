@@ -194,7 +194,7 @@ def _last_adds() -> dict[int, datetime]:
     from analytics.models import DirectiveOutcome, HfosDirective
 
     rows = (HfosDirective.objects.filter(layer=hfos.PAL, kind="add", outcome=DirectiveOutcome.ACCEPTED,
-                                         position_id__isnull=False)
+                                         position_id__isnull=False, event_id__isnull=False)
             .values("position_id").annotate(at=Max("created_at")))
     return {r["position_id"]: r["at"] for r in rows}
 
@@ -263,11 +263,13 @@ def _record_and_publish(trigger, cfg, state, proposal, resolution, now, trace_id
     from analytics.models import DirectiveOutcome, HfosDecision, HfosDirective
     from qtweb.events import EventType
     from qtweb.events.bus import publish
+    from qtweb.queues import Service, service_shadow
 
+    shadow = service_shadow(Service.ANALYTICS)
     decision = HfosDecision.objects.create(
         trigger=trigger, hierarchy=list(cfg.hierarchy), accepted_count=len(resolution.accepted),
         overruled_count=len(resolution.overruled), portfolio=_portfolio_view(state, cfg, proposal.balance),
-        created_at=now, trace_id=trace_id)
+        shadow=shadow, created_at=now, trace_id=trace_id)
     rows: dict[hfos.Directive, HfosDirective] = {}
 
     def row(d: hfos.Directive, outcome: str, by: hfos.Directive | None = None, why: str = "") -> HfosDirective:
@@ -279,6 +281,11 @@ def _record_and_publish(trigger, cfg, state, proposal, resolution, now, trace_id
         rows[d] = row(d, DirectiveOutcome.ACCEPTED)
     overruled = [row(o.directive, DirectiveOutcome.OVERRULED, o.by, o.why) for o in resolution.overruled]
     reductions = [d for d in resolution.accepted if d.layer == hfos.PBA and d.kind == "reduce"]
+    if shadow:  # decided and recorded; nothing carried out (and so nothing pending or counted as an add)
+        HfosDirective.objects.bulk_create([*rows.values(), *overruled])
+        log.info("orchestration decided in shadow: nothing published", trigger=trigger, decision_id=decision.pk,
+                 accepted=len(resolution.accepted), trace_id=trace_id)
+        return decision
     if reductions:
         b = proposal.balance
         event = publish(EventType.PORTFOLIO_BALANCE, {

@@ -139,7 +139,8 @@ def test_a_batch_with_one_bad_directive_is_refused_whole_with_the_reason(directi
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"HFOS_PRIORITY_HIERARCHY": ["self_healing", "risk", "hfos", "pba", "pal", "oracle"]}, r"unknown layer\(s\) 'oracle'"),
+    ({"HFOS_PRIORITY_HIERARCHY": ["self_healing", "risk", "hfos", "pba", "pal", "oracle"]},
+     r"unknown layer\(s\) 'oracle'"),
     ({"HFOS_PRIORITY_HIERARCHY": ["risk", "hfos", "pba", "pal"]}, "leaves out self_healing"),
     ({"PBA_MAX_SECTOR_EXPOSURE_PCT": "0"}, r"max_sector_exposure_pct must be in \(0, 100\] %, got 0"),
     ({"PBA_MAX_TOTAL_EXPOSURE_PCT": "150"}, r"max_total_exposure_pct must be in \(0, 100\] %, got 150"),
