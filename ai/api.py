@@ -3,6 +3,7 @@ registry (list; promote and retire for staff, through ai.registry)."""
 from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAdminUser
@@ -11,7 +12,7 @@ from rest_framework.views import APIView
 
 from ai import selectors
 from ai.filters import ModelVersionFilter
-from ai.models import EvaluationReport, ModelVersion
+from ai.models import EvaluationReport, MetaStrategyDecision, ModelVersion
 
 
 class EvaluationReportSerializer(serializers.ModelSerializer):
@@ -68,3 +69,49 @@ class ModelVersionActionView(APIView):
         except registry.RegistryError as exc:
             return Response({"detail": str(exc)}, status=400)
         return Response(ModelVersionSerializer(mv).data)
+
+
+class MetaStrategyDecisionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MetaStrategyDecision
+        fields = ["id", "created_at", "symbol", "timeframe", "regime", "group", "profile", "fallback", "reason",
+                  "ensemble_threshold", "horizon_bars", "execution_strategy", "trade", "trace_id", "position_id",
+                  "reward", "pnl_usd", "notional_usd", "rewarded_at"]
+
+
+class MetaStrategyDecisionListView(ListAPIView):
+    """The meta-strategy's profile choices, newest first, with the reward once the position closed;
+    filter with ?symbol=, ?profile=, ?regime=, ?group=, ?fallback=, ?trace_id=."""
+
+    serializer_class = MetaStrategyDecisionSerializer
+    filter_backends = [DjangoFilterBackend]
+    filterset_fields = ["symbol", "profile", "regime", "group", "fallback", "trace_id"]
+
+    def get_queryset(self):
+        return MetaStrategyDecision.objects.order_by("-created_at", "symbol")
+
+
+class MetaStrategyStateSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    rewards_applied = serializers.IntegerField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+    default_profile = serializers.CharField()
+    min_pulls = serializers.IntegerField()
+    confidence = serializers.FloatField()
+    profiles = serializers.ListField(child=serializers.DictField(), help_text="the menu: threshold, horizon, "
+                                     "execution strategy, trade")
+    arms = serializers.ListField(child=serializers.DictField(), help_text="per (regime, group, profile): n, mean "
+                                 "and sd of the rewards, posterior mean and sd")
+    choices = serializers.ListField(child=serializers.DictField(), help_text="per context seen: the profile it "
+                                    "would choose now, whether that is the fallback, and why")
+
+
+class MetaStrategyStateView(APIView):
+    """The meta-strategy agent: on or off, its statistics per (regime, group, profile) and what it
+    would choose in each context it has seen (read-only)."""
+
+    @extend_schema(responses=MetaStrategyStateSerializer)
+    def get(self, request):
+        from ai.meta.services import state_summary
+
+        return Response(MetaStrategyStateSerializer(state_summary()).data)

@@ -61,6 +61,9 @@ class SymbolSignal:
     predictions: dict[str, float]
     vote: object | None
     reason: str = ""
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE  # the threshold the vote was taken at
+    # The vote the meta-strategy's profile set aside (it opens nothing in this context): no signal.
+    stood_aside_from: object | None = None
 
 
 @dataclass
@@ -190,7 +193,8 @@ def engine() -> InferenceEngine:
 
 
 def infer(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None = None,
-          min_confidence: float = DEFAULT_MIN_CONFIDENCE, sectors: dict[str, str] | None = None) -> InferenceResult:
+          min_confidence: float = DEFAULT_MIN_CONFIDENCE, sectors: dict[str, str] | None = None,
+          min_confidence_by_symbol: dict[str, float] | None = None) -> InferenceResult:
     from ai.features.dataset import latest_rows
 
     eng = eng or engine()
@@ -209,8 +213,10 @@ def infer(bars_by_symbol: dict[str, np.ndarray], *, eng: InferenceEngine | None 
     for i, sym in enumerate(rows.symbols):
         preds = {t: float(p[i]) for t, p in probs.items()}
         voters = {t: p for t, p in preds.items() if t not in eng.quarantined}
-        v = vote(voters, weights, min_confidence_threshold=min_confidence)
-        result.signals[sym] = SymbolSignal(sym, int(rows.t_ms[i]), preds, v if v.has_signal else None, v.reason)
+        threshold = (min_confidence_by_symbol or {}).get(sym, min_confidence)
+        v = vote(voters, weights, min_confidence_threshold=threshold)
+        result.signals[sym] = SymbolSignal(sym, int(rows.t_ms[i]), preds, v if v.has_signal else None, v.reason,
+                                           min_confidence=threshold)
     return result
 
 
@@ -225,13 +231,21 @@ def run_inference(*, exchange: str | None = None, timeframe: str | None = None, 
         log.warning("system HALTED: inference publishes no signals")
         return InferenceResult()
     bars = bars_from_db(exchange, timeframe, symbols, INFERENCE_BARS)
-    result = infer(bars, sectors=sectors_from_db(exchange, list(bars)))
+    sectors = sectors_from_db(exchange, list(bars))
+    meta = None
+    if settings.RL_META_STRATEGY_ENABLED:  # off: not a line of the meta-strategy runs
+        from ai.meta.services import choose_profiles
+
+        meta = choose_profiles(bars, sectors)
+    result = infer(bars, sectors=sectors, min_confidence_by_symbol=meta.thresholds() if meta else None)
+    if meta is not None:
+        meta.apply(result)
     if publish:
-        _publish(result, timeframe)
+        _publish(result, timeframe, meta=meta)
     return result
 
 
-def _publish(result: InferenceResult, timeframe: str) -> None:
+def _publish(result: InferenceResult, timeframe: str, meta=None) -> None:
     versions = {s.version.model_type: str(s.version.version) for s in engine().serving}
     events = []
     for sig in result.signals.values():
@@ -245,17 +259,20 @@ def _publish(result: InferenceResult, timeframe: str) -> None:
             events.append((EventType.SIGNAL_GENERATED, {
                 "symbol": sig.symbol, "timeframe": timeframe, "action": v.action, "confidence": v.confidence,
                 "score": v.score, "ensemble_agreement": min(v.ensemble_agreement, 1.0), "models_voted": v.models_voted,
-                "min_confidence_threshold": DEFAULT_MIN_CONFIDENCE,
+                "min_confidence_threshold": sig.min_confidence,
                 "model_versions": {m: versions.get(m, "?") for m in v.weights}}))
-    no_models = result.signals and all(s.vote is None for s in result.signals.values())
+    no_models = result.signals and all(s.vote is None and s.stood_aside_from is None for s in result.signals.values())
     if no_models:
         events.append((EventType.SYSTEM_ALERT, {
             "severity": "critical", "component": "inference", "service": "ai-service",
             "message": "no model answered: no signals this pass (" + "; ".join(
                 f"{k}: {v}" for k, v in {**engine().problems, **result.dropped_models}.items()) + ")"}))
     with transaction.atomic():
-        if events:
-            publish_many(events, source="ai-service")
+        envelopes = publish_many(events, source="ai-service") if events else []
+        if meta is not None:  # the decisions, under the trace id the signals carry
+            from qtweb.tracing import current_trace_id, new_trace_id
+
+            meta.record(result, timeframe, envelopes[0].trace_id if envelopes else current_trace_id() or new_trace_id())
 
 
 def get_signal(symbol: str) -> dict:

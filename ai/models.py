@@ -106,3 +106,48 @@ class EvaluationReport(models.Model):
 
     def __str__(self) -> str:
         return f"evaluation {self.created_at:%Y-%m-%d %H:%M} ({self.path})"
+
+
+class MetaStrategyState(models.Model):
+    """The meta-strategy agent's learned state (ai/meta): one row, the bandit's JSON and how many
+    closed positions have taught it. Updated under a row lock, one reward at a time."""
+
+    bandit = models.JSONField(help_text="ContextualBandit.to_dict(): settings and (context, profile) statistics")
+    rewards_applied = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"meta-strategy state ({self.rewards_applied} rewards, {self.updated_at:%Y-%m-%d %H:%M})"
+
+
+class MetaStrategyDecision(models.Model):
+    """The profile the meta-strategy chose for one symbol in one inference pass, and, once the
+    position it opened has closed, the reward it earned (net PnL / entry notional)."""
+
+    created_at = models.DateTimeField(db_index=True)
+    symbol = models.CharField(max_length=40, db_index=True)
+    timeframe = models.CharField(max_length=3)
+    regime = models.CharField(max_length=16)
+    group = models.CharField(max_length=40, help_text="the symbol's sector ('other' when it has none)")
+    profile = models.CharField(max_length=32)
+    fallback = models.BooleanField(help_text="the fixed default profile, because the agent was untrained or unsure")
+    reason = models.CharField(max_length=500)
+    ensemble_threshold = models.FloatField()
+    horizon_bars = models.PositiveIntegerField()
+    execution_strategy = models.CharField(max_length=8)
+    trade = models.BooleanField()
+    trace_id = models.CharField(max_length=64, db_index=True)
+    position_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    reward = models.FloatField(null=True, blank=True)
+    pnl_usd = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    notional_usd = models.DecimalField(max_digits=28, decimal_places=10, null=True, blank=True)
+    rewarded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["trace_id", "symbol"], name="meta_decision_one_per_pass_and_symbol"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.regime}/{self.group}: {self.profile}{' (fallback)' if self.fallback else ''}"

@@ -14,6 +14,22 @@ def record_rl_experience(event: EventEnvelope) -> None:
     record_experience(event)
 
 
+@subscriber(EventType.POSITION_OPENED, queue=Queue.LEARNING, name="ai.meta.link_position")
+def meta_link_position(event: EventEnvelope) -> None:
+    """The meta-strategy decision behind a new position remembers it, so its reward finds it."""
+    from ai.meta.services import link_position
+
+    link_position(event)
+
+
+@subscriber(EventType.POSITION_CLOSED, queue=Queue.LEARNING, name="ai.meta.learn")
+def meta_learn(event: EventEnvelope) -> None:
+    """A closed position rewards the meta-strategy profile that opened it (once per decision)."""
+    from ai.meta.services import learn_from_closed
+
+    learn_from_closed(event)
+
+
 @subscriber(EventType.SIGNAL_GENERATED, queue=Queue.INFERENCE, name="ai.sizing.size_signal")
 def size_trade_signal(event: EventEnvelope) -> None:
     """Flow 1: a BUY or SELL signal is sized (PPO capped by fractional Kelly and the policy) and

@@ -182,6 +182,10 @@ def _size_signal(signal: EventEnvelope | dict[str, Any], *, trace_id: str | None
     p_up = (float(sig.score) + 1.0) / 2.0
     carried = {"signal_event_id": signal_event_id, "confidence": sig.confidence, "reference_price": sig.price,
                "model_versions": dict(sig.model_versions)}
+    # The meta-strategy's profile for this signal, when inference chose one, travels on to execution.
+    from ai.meta.services import profile_fields
+
+    carried.update(profile_fields(trace_id, symbol))
     snapshot_age = None
     if drawdown is None or exposure is None or equity_usd is None:
         snapshot, snapshot_age, unusable = _account_from_snapshot()
