@@ -4,8 +4,10 @@ Plots (matplotlib, Agg backend): equity.png (net equity of the ensemble, each mo
 baselines), calibration.png (observed up-rate against predicted probability, deciles),
 accuracy.png (accuracy per fold over time, each model and the ensemble), and, when the result
 has a `sizing` section (ai/evaluation/sizing.py), sizing.png (net equity of PPO-capped-by-Kelly
-and Kelly-only sizing over the same positions). The JSON leads with the verdict: whether the
-ensemble beat the baselines, stated plainly either way.
+and Kelly-only sizing over the same positions), and, when it has an `orchestration` section
+(ai/evaluation/orchestration.py), orchestration.png (net equity of the full orchestration and of
+each ablation, demo and null market). The JSON leads with the verdict: whether the ensemble beat
+the baselines, stated plainly either way.
 """
 from __future__ import annotations
 
@@ -153,6 +155,35 @@ def _plot_sizing(sizing, path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_orchestration(orch, path: Path) -> None:
+    markets = orch["markets"]
+    fig, axes = plt.subplots(1, len(markets), figsize=(7 * len(markets), 5.5), squeeze=False)
+    styles = {"full": ("black", "-", 2.4), "without_pba": ("tab:blue", "--", 1.3),
+              "without_pal": ("tab:green", "--", 1.3), "without_pil": ("tab:orange", ":", 1.6),
+              "without_meta": ("tab:red", "-.", 1.3)}
+    for ax, m in zip(axes[0], markets.values(), strict=True):
+        for cname, (color, ls, lw) in styles.items():
+            f = m["configurations"][cname]
+            e = f["equity"]
+            part = cname.removeprefix("without_")
+            verdict = "" if cname == "full" else f" - {part.upper()} {m['parts'][part]['verdict']}"
+            ax.plot(_dates(e["t_ms"]), e["equity"], color=color, ls=ls, lw=lw,
+                    label=f"{cname}: {f['total_return']:+.2%}{verdict}")
+        ax.axhline(1.0, color="k", lw=0.5)
+        what = (f"demo market (planted alpha {m['alpha']})" if m["alpha"] else
+                f"null market (P(up) stretched x{m['probability_stretch']['evaluation']:.1f})")
+        ax.set_title(f"Orchestration ablation, {what}\nnet of costs, out of sample; verdict = full - without, "
+                     "95% block bootstrap", fontsize=9)
+        ax.set_ylabel("equity (start = 1)")
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_report(result: dict[str, Any], root: Path | None = None, params: dict | None = None) -> Path:
     """Write report.json and the plots into a new <root>/<UTC timestamp>/; return that folder."""
     root = Path(root) if root is not None else reports_root()
@@ -166,6 +197,9 @@ def write_report(result: dict[str, Any], root: Path | None = None, params: dict 
     if result.get("sizing"):
         plots["sizing"] = "sizing.png"
         _plot_sizing(result["sizing"], folder / plots["sizing"])
+    if result.get("orchestration"):
+        plots["orchestration"] = "orchestration.png"
+        _plot_orchestration(result["orchestration"], folder / plots["orchestration"])
     doc = {"created_at": stamp, "verdict": result["verdict"], "summary": summary_rows(result),
            "params": params or {}, "plots": plots, **{k: v for k, v in result.items() if k != "verdict"}}
     (folder / "report.json").write_text(json.dumps(doc, indent=1, allow_nan=False, default=_json_default))

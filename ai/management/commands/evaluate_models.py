@@ -37,9 +37,17 @@ class Command(BaseCommand):
                             help="days of simulated market for the sizing comparison (default 40)")
         parser.add_argument("--sizing-timesteps", type=int, default=20_000,
                             help="PPO timesteps of the sizing comparison's agent (default 20000, as the daily retrain)")
+        parser.add_argument("--orchestration", action="store_true",
+                            help="add the orchestration ablation (full PBA/PAL/PIL/meta-strategy against each turned "
+                                 "off, simulated demo and null markets; a few minutes)")
+        parser.add_argument("--orchestration-days", type=int, default=40,
+                            help="days of simulated market for the orchestration ablation (default 40)")
+        parser.add_argument("--orchestration-seeds", type=int, default=5,
+                            help="meta-strategy seeds averaged per configuration in the ablation (default 5)")
 
     def handle(self, *args, models, folds, bars, sample_every, seed, max_epochs, mode, horizon, exchange, timeframe,
-               taker_fee, slippage, out, no_null_control, no_sizing, sizing_days, sizing_timesteps, **options):
+               taker_fee, slippage, out, no_null_control, no_sizing, sizing_days, sizing_timesteps, orchestration,
+               orchestration_days, orchestration_seeds, **options):
         from django.conf import settings
 
         from ai.evaluation.report import format_table, summary_rows, write_report
@@ -59,6 +67,8 @@ class Command(BaseCommand):
             raise CommandError("--folds, --sample-every, --horizon and --bars must be positive")
         if sizing_days < 5 or sizing_timesteps < 1:
             raise CommandError("--sizing-days must be at least 5 and --sizing-timesteps positive")
+        if orchestration and (orchestration_days < 5 or orchestration_seeds < 1):
+            raise CommandError("--orchestration-days must be at least 5 and --orchestration-seeds positive")
         costs = Costs(**{k: v for k, v in (("taker_fee_rate", taker_fee), ("slippage_rate", slippage))
                          if v is not None})
         band = neutral_band(costs.taker_fee_rate, costs.slippage_rate)
@@ -108,6 +118,17 @@ class Command(BaseCommand):
                 raise CommandError(f"sizing comparison failed: {exc}") from None
             result["verdict"]["statements"].extend(result["sizing"]["statements"])
             params.update(sizing_days=sizing_days, sizing_timesteps=sizing_timesteps)
+        if orchestration:
+            self.stdout.write("orchestration ablation: full against PBA, PAL, PIL or the meta-strategy turned off, "
+                              "simulated demo and null markets ...")
+            try:
+                result["orchestration"] = _orchestration(costs=costs, seed=seed, horizon=horizon,
+                                                         days=orchestration_days, n_seeds=orchestration_seeds,
+                                                         timeframe=timeframe, say=self.stdout.write)
+            except (SplitError, ValueError) as exc:
+                raise CommandError(f"orchestration ablation failed: {exc}") from None
+            result["verdict"]["statements"].extend(result["orchestration"]["statements"])
+            params.update(orchestration_days=orchestration_days, orchestration_seeds=orchestration_seeds)
         folder = write_report(result, root=out, params=params)
         rows = summary_rows(result)
         EvaluationReport.objects.create(created_at=datetime.now(UTC), path=str(folder),
@@ -169,3 +190,22 @@ def _sizing(*, costs, seed: int, horizon: int, days: int, timesteps: int, timefr
     config = SizingEvaluationConfig(days=days, market_seed=seed, agent_seed=seed, alpha=float(settings.SIM_ALPHA),
                                     horizon=horizon, agent_timesteps=timesteps, costs=costs)
     return evaluate_sizing(config, progress=lambda msg: say(f"  {msg}"))
+
+
+def _orchestration(*, costs, seed: int, horizon: int, days: int, n_seeds: int, timeframe: str, say) -> dict:
+    """The orchestration ablation (ai/evaluation/orchestration.py) on the demo simulator at
+    SIM_ALPHA and on a null market, seeded with --seed, with the run's costs and horizon."""
+    import time
+
+    from django.conf import settings
+
+    from ai.evaluation.orchestration import OrchestrationEvaluationConfig, evaluate_orchestration
+    from trading.marketdata.timeframes import milliseconds
+    from trading.simulator.model import BAR_MS
+
+    if milliseconds(timeframe) != BAR_MS:
+        raise ValueError(f"the orchestration ablation simulates 5m bars, not {timeframe} (leave out --orchestration)")
+    config = OrchestrationEvaluationConfig(days=days, market_seed=seed, alpha=float(settings.SIM_ALPHA),
+                                           horizon=horizon, costs=costs, meta_seeds=tuple(range(seed, seed + n_seeds)))
+    started = time.perf_counter()
+    return evaluate_orchestration(config, progress=lambda msg: say(f"  [{time.perf_counter() - started:5.0f} s] {msg}"))
