@@ -13,6 +13,7 @@ from analytics.models import (
     HealingOutcome,
     HealthTransition,
     HfosDecision,
+    HfosDirective,
     JobStatus,
     JobTrigger,
     PositionAssessment,
@@ -82,16 +83,30 @@ class HealingActionFilter(django_filters.FilterSet):
 
 
 class HfosDecisionFilter(django_filters.FilterSet):
-    """?trace_id=<id> ?layer=pal ?outcome=overruled (decisions with such a directive) ?since=<ISO 8601>"""
+    """?trace_id=<id> ?since=<ISO 8601> ?layer=pal ?outcome=overruled: decisions with one directive
+    that is both of that layer and of that outcome (not one of each)."""
 
     trace_id = django_filters.CharFilter()
-    layer = ValueChoiceFilter(values=LAYERS, field_name="directives__layer", distinct=True)
-    outcome = ValueChoiceFilter(values=DirectiveOutcome, field_name="directives__outcome", distinct=True)
+    layer = ValueChoiceFilter(values=LAYERS, method="_together")
+    outcome = ValueChoiceFilter(values=DirectiveOutcome, method="_together")
     since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
 
     class Meta:
         model = HfosDecision
         fields = ("trace_id", "layer", "outcome", "since")
+
+    def _together(self, queryset, name, value):
+        return queryset  # applied once for both in filter_queryset
+
+    def filter_queryset(self, queryset):
+        from django.db.models import Exists, OuterRef
+
+        queryset = super().filter_queryset(queryset)
+        wanted = {k: self.form.cleaned_data.get(k) for k in ("layer", "outcome")}
+        wanted = {k: v for k, v in wanted.items() if v}
+        if wanted:
+            queryset = queryset.filter(Exists(HfosDirective.objects.filter(decision=OuterRef("pk"), **wanted)))
+        return queryset
 
 
 class PositionAssessmentFilter(django_filters.FilterSet):

@@ -78,13 +78,14 @@ def sweep_notifications_task() -> int:
 
 
 # --- orchestration: HFOS with the portfolio balancer, position intelligence and profit amplification ---
-@queue_task(Queue.OPS, name="analytics.orchestration.rebalance", ignore_result=True, soft_time_limit=60,
-            time_limit=90)
+# It may wait up to 30 s for another pass to finish; the soft limit ends it before its lock (120 s) expires.
+@queue_task(Queue.OPS, name="analytics.orchestration.rebalance", ignore_result=True, soft_time_limit=90,
+            time_limit=110)
 def rebalance_task(trigger: str = "beat") -> int | None:
     """A full pass: the balancer's caps, position intelligence and amplification, decided by HFOS."""
     from analytics.orchestration.service import run_exclusively
 
-    decision = run_exclusively(trigger, include_pba=True)
+    decision = run_exclusively(trigger, include_pba=True, wait_seconds=30)
     return decision.pk if decision else None
 
 

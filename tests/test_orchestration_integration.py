@@ -26,7 +26,10 @@ BTC, ETH, DOGE = "BTC/USDT:USDT", "ETH/USDT:USDT", "DOGE/USDT:USDT"
 
 
 @pytest.fixture
-def market(celery_workers):
+def market(celery_workers, settings):
+    # The layers are off by default (the ablation found none helps); these tests are about them
+    # working when an operator turns them on. The ops worker keeps the defaults.
+    settings.PBA_ENABLED = settings.PAL_ENABLED = settings.PIL_ENABLED = True
     market = build_market()
     rpc.call("exec-risk", "reload_gateway", timeout=10, retries=1)
     yield market
@@ -123,11 +126,15 @@ def test_an_over_concentrated_sector_is_reduced_through_risk_to_its_cap_once(mar
     _healthy_graph()
     before = _sector_exposure("layer1")
     assert before > 10_000  # ~12 % of the 100,000 USDT account: over the 8 % cap
-    first = _pass()
-    second = _pass()  # before the first reductions have filled: nothing more is asked
+    from django.db import transaction
+
+    with transaction.atomic():  # the first pass's event is sent on commit: the second surely runs before it fills
+        first = _pass()
+        second = _pass()
     reduces = HfosDirective.objects.filter(layer="pba", kind="reduce", outcome="accepted")
     assert {d.symbol for d in reduces} == {BTC, ETH} and all(d.decision_id == first.pk for d in reduces)
-    assert second.accepted_count == 0 or not second.directives.filter(layer="pba").exists()
+    assert set(second.portfolio["pending_reductions_usd"]) == {BTC, ETH}
+    assert not second.directives.exists()  # nothing more is asked, and nothing needed recording
     assert Event.objects.filter(type="portfolio.balance").count() == 1
     ev = Event.objects.get(type="portfolio.balance")
     assert ev.trace_id == first.trace_id and ev.payload["status"] == "REBALANCE_REQUIRED"
@@ -146,7 +153,7 @@ def test_an_over_concentrated_sector_is_reduced_through_risk_to_its_cap_once(mar
     third = _pass()
     assert not third.directives.filter(layer="pba").exists()
     state = rpc.call("analytics", "get_portfolio_state", timeout=20, retries=1)
-    assert state["caps"]["max_sector_exposure_pct"] in ("30", "8")  # the ops worker answers with its own settings
+    assert state["caps"]["max_sector_exposure_pct"] == "30"  # the ops worker answers with its own settings
     assert {p["symbol"] for p in state["positions"]} == {BTC, ETH} and "layer1" in state["sector_exposures_usd"]
     assert state["last_decision"]["id"] == third.pk
 
@@ -182,7 +189,7 @@ def test_a_profitable_position_with_an_agreeing_signal_gets_exactly_one_add_with
     order = Order.objects.get(trace_id=decision.trace_id)
     assert order.side == "buy" and not order.reduce_only
     grown = Position.objects.get(pk=pos.pk)
-    assert grown.amount > pos.amount and grown.notional_usd <= D(10_000) * D("1.01")
+    assert grown.amount > pos.amount and grown.notional_usd <= D(10_000) * D("1.0005")  # the mark may lag a tick
 
 
 def test_a_pal_add_against_a_pba_reduction_is_decided_for_pba_and_recorded(market, settings):
@@ -195,7 +202,18 @@ def test_a_pal_add_against_a_pba_reduction_is_decided_for_pba_and_recorded(marke
     _healthy_graph()
     _make_profitable(small, "8")
     _current_signal(DOGE, "BUY")
-    decision = _pass()
+    from django.db import transaction
+
+    with transaction.atomic():  # the close is sent on commit: the monitor pass runs while it is on its way
+        decision = _pass()
+        between = _pass("monitor", include_pba=False)
+    # 60 s later, before the close has filled, PAL tries again and loses to the reduction on its way.
+    again = HfosDirective.objects.get(decision=between, layer="pal")
+    assert again.outcome == "overruled" and again.overruled_by.startswith(f"pba: reduce {DOGE}")
+    assert "a reduction already on its way" in again.overruled_by
+    from trading.models import Position
+
+    assert wait_for(lambda: not Position.objects.filter(symbol__symbol=DOGE, status="open").exists(), timeout=30)
     overruled = HfosDirective.objects.get(decision=decision, layer="pal", outcome="overruled")
     assert overruled.symbol == DOGE and overruled.overruled_by.startswith("pba: reduce " + DOGE)
     assert "pba outranks pal" in overruled.why
@@ -212,7 +230,11 @@ def test_a_pal_add_against_a_pba_reduction_is_decided_for_pba_and_recorded(marke
     assert [d["id"] for d in body["results"]] == [decision.pk]
     assert {(d["layer"], d["outcome"]) for d in body["results"][0]["directives"]} >= {("pba", "accepted"),
                                                                                       ("pal", "overruled")}
-    assert HfosDecision.objects.exclude(trigger__startswith="position.opened").count() == 1
+    body = client.get("/api/orchestration/decisions/", {"layer": "pal", "outcome": "overruled"}).json()
+    assert {d["id"] for d in body["results"]} == {decision.pk, between.pk}
+    body = client.get("/api/orchestration/decisions/", {"layer": "pba", "outcome": "overruled"}).json()
+    assert body["results"] == []  # a pba directive and an overruled one in one decision is not a match
+    assert HfosDecision.objects.exclude(trigger__startswith="position.opened").count() == 2
 
 
 def test_during_reduce_only_pal_publishes_nothing_that_opens_risk(market, settings):

@@ -129,8 +129,22 @@ def choose_profiles(bars_by_symbol: dict[str, np.ndarray], sectors: dict[str, st
         except ValueError as exc:  # too little history: inference skips the symbol too
             out.skipped[sym] = str(exc)
             continue
-        out.by_symbol[sym] = SymbolChoice(ctx, broken or bandit.choose(ctx))
+        out.by_symbol[sym] = SymbolChoice(ctx, broken or _choose(bandit, ctx))
     return out
+
+
+def _choose(bandit, ctx: Context) -> Choice:
+    """The cautious choice, except in a small share of decisions (RL_META_EXPLORATION_RATE) that try
+    the profile the agent knows least: without them, a context where it learned to stand aside (or
+    to keep the default) would never give another profile a reward to learn from."""
+    import random
+
+    from django.conf import settings
+
+    if random.random() < settings.RL_META_EXPLORATION_RATE:
+        c = bandit.choose(ctx, explore=True)
+        return Choice(c.profile, False, f"exploring (RL_META_EXPLORATION_RATE): {c.reason}"[:500])
+    return bandit.choose(ctx)
 
 
 def profile_fields(trace_id: str | None, symbol: str) -> dict:

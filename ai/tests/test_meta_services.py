@@ -341,3 +341,18 @@ def test_admin_pages_are_read_only(admin_client):
     assert page.status_code == 200 and b"Save" not in page.content
     assert admin_client.get("/admin/ai/metastrategystate/").status_code == 200
     assert admin_client.get("/admin/ai/metastrategydecision/add/").status_code == 403
+
+
+def test_a_share_of_live_choices_explores_so_every_profile_keeps_learning(settings):
+    from ai.meta.services import choose_profiles
+
+    rng = np.random.default_rng(3)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.001, 300)))
+    bars = {ETH: np.column_stack([np.arange(300), closes, closes, closes, closes, np.ones(300)])}
+    settings.RL_META_EXPLORATION_RATE = 0.0
+    cautious = choose_profiles(bars, {ETH: "layer1"}).by_symbol[ETH].choice
+    assert cautious.fallback and cautious.profile == DEFAULT_PROFILE  # untrained: the default, flagged
+    settings.RL_META_EXPLORATION_RATE = 0.5
+    reasons = [choose_profiles(bars, {ETH: "layer1"}).by_symbol[ETH].choice.reason for _ in range(200)]
+    explored = sum(r.startswith("exploring (RL_META_EXPLORATION_RATE)") for r in reasons)
+    assert 60 <= explored <= 140  # about half, never all or none

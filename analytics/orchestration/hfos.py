@@ -95,6 +95,12 @@ def check_hierarchy(hierarchy) -> tuple[str, ...]:
     missing = [x for x in LAYERS if x not in order]
     if missing:
         raise HfosError(f"hfos_priority_hierarchy leaves out {', '.join(missing)}: every layer needs a rank")
+    # The layers that protect the account rank first: HFOS, the balancer or amplification overruling
+    # self-healing or the risk manager would record a protection as beaten (the validator would
+    # still refuse the trade, so the record would lie).
+    if set(order[:2]) != {SELF_HEALING, RISK}:
+        raise HfosError(f"hfos_priority_hierarchy must rank self_healing and risk above hfos, pba and pal, "
+                        f"got {' > '.join(order)}")
     return order
 
 

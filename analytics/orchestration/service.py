@@ -25,7 +25,7 @@ operators; tightening stops on it is a separate decision nobody has measured yet
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -60,6 +60,7 @@ class Proposal:
     balance: balancer.BalanceDecision | None
     assessments: dict[int, intelligence.Assessment]
     position_of: dict[str, int]
+    standing: set[hfos.Directive] = field(default_factory=set)  # weighed, not carried out again
 
 
 # --- what each layer proposes (pure over the loaded state) ---
@@ -93,15 +94,15 @@ def assess(state: State, atr_now: dict[int, Decimal | None], atr_at_entry: dict[
     return out
 
 
-def _room(state: State, p: OpenPosition, cfg: OrchestrationConfig, policy, added: dict[str, Decimal],
-          cut: dict[str, Decimal]) -> Decimal:
+def _room(state: State, p: OpenPosition, cfg: OrchestrationConfig, policy, added: dict[str, Decimal]) -> Decimal:
     """What the position may still grow by under the risk policy's limits and (when it runs) the
-    balancer's caps, after this pass's reductions and earlier adds."""
+    balancer's caps. Measured as the risk validator measures: the positions as they stand (a
+    reduction counts once it has filled), the entries still being worked, and this pass's adds."""
     def now_of(q: OpenPosition) -> Decimal:
-        return max(ZERO, q.notional_usd - state.pending_reductions_usd.get(q.symbol, ZERO) - cut.get(q.symbol, ZERO)
-                   + added.get(q.symbol, ZERO))
+        return q.notional_usd + state.in_flight_entries_usd.get(q.symbol, ZERO) + added.get(q.symbol, ZERO)
 
-    gross = sum((now_of(q) for q in state.positions), ZERO)
+    others = sum((v for k, v in state.in_flight_entries_usd.items() if state.position(k) is None), ZERO)
+    gross = sum((now_of(q) for q in state.positions), ZERO) + others
     sector = sum((now_of(q) for q in state.positions if q.sector == p.sector), ZERO)
     eq = state.equity_usd
     rooms = [policy.max_position_usd - now_of(p), eq * policy.max_total_exposure_pct / 100 - gross,
@@ -112,9 +113,17 @@ def _room(state: State, p: OpenPosition, cfg: OrchestrationConfig, policy, added
     return max(ZERO, min(rooms))
 
 
+def _sector(p: OpenPosition) -> str:
+    return p.sector or "other"
+
+
 def propose(state: State, cfg: OrchestrationConfig, *, include_pba: bool, policy,
             assessments: dict[int, intelligence.Assessment], last_add_at: dict[int, datetime],
             trace_id: str) -> Proposal:
+    """Every layer's directives over one state. The balancer runs in every pass (it is cheap and
+    pure) so its reductions stand against adds in between its own passes too; only its own passes
+    publish them (`include_pba`). Reductions already on their way stand as well. Directives that
+    stand only to be weighed (`Proposal.standing`) are not carried out again."""
     directives = risk_directives(state, trace_id)
     directives += hfos.own_directives(critical_services=state.critical_services or (),
                                       drawdown_pct=state.drawdown_pct,
@@ -122,41 +131,63 @@ def propose(state: State, cfg: OrchestrationConfig, *, include_pba: bool, policy
                                       trace_id=trace_id)
     if state.critical_services is None:
         directives.append(hfos.Directive(hfos.HFOS, "block_new_risk", hfos.EVERYTHING,
-                                         "health graph unknown: no new risk until it is built", trace_id=trace_id))
+                                         "health graph unknown or stale: no new risk until the monitor builds one",
+                                         trace_id=trace_id))
+    standing: set[hfos.Directive] = set()
     decision = None
-    cut: dict[str, Decimal] = {}
-    if include_pba and cfg.pba_enabled and state.positions:
-        holdings = [balancer.Holding(p.symbol, p.sector, p.notional_usd) for p in state.positions]
+    # HALTED sends no order: a reduction would only be refused, again every pass.
+    if cfg.pba_enabled and state.positions and state.mode != Mode.HALTED:
+        holdings = [balancer.Holding(p.symbol, _sector(p), p.notional_usd) for p in state.positions]
         decision = balancer.balance(state.equity_usd, holdings, cfg.caps, state.pending_reductions_usd)
         for r in decision.reductions:
-            cut[r.symbol] = r.amount_usd
-            directives.append(hfos.Directive(hfos.PBA, "reduce", r.symbol, "; ".join(r.reasons), r.amount_usd,
-                                             trace_id=trace_id))
+            reason = "; ".join(r.reasons) + ("" if include_pba else " (carried out by the balancer's next pass)")
+            d = hfos.Directive(hfos.PBA, "reduce", r.symbol, reason, r.amount_usd, trace_id=trace_id)
+            directives.append(d)
+            if not include_pba:
+                standing.add(d)
+        fresh = set(decision.symbols_to_reduce)
+        for symbol, amount in sorted(state.pending_reductions_usd.items()):
+            pos = state.position(symbol)
+            if pos is not None and amount > 0 and symbol not in fresh:
+                d = hfos.Directive(hfos.PBA, "reduce", symbol, "a reduction already on its way",
+                                   min(amount, pos.notional_usd).quantize(Decimal("0.01")), trace_id=trace_id)
+                directives.append(d)
+                standing.add(d)
     if cfg.pal_enabled:
         added: dict[str, Decimal] = {}
         for p in sorted(state.positions, key=lambda q: q.id):
+            if p.exit_pending:  # an exit sized to the position as it was would leave the add behind
+                continue
             a = assessments.get(p.id)
             pnl = intelligence.PositionFacts(side=p.side, entry_price=p.entry_price, mark_price=p.mark_price,
                                              bars_open=0, horizon_bars=1).pnl_pct
             # Without position intelligence every position in profit counts as a winner.
             label = a.label if a is not None else (intelligence.WINNER if pnl >= 0 else intelligence.LOSER)
             amp = amplifier.decide(label=label, pnl_pct=pnl, side=p.side, signal_side=state.signals.get(p.symbol),
-                                   notional_usd=p.notional_usd, room_usd=_room(state, p, cfg, policy, added, cut),
+                                   notional_usd=p.notional_usd, room_usd=_room(state, p, cfg, policy, added),
                                    last_add_at=last_add_at.get(p.id), now=state.now, config=cfg.amplifier)
             if amp.action == "add":
                 added[p.symbol] = added.get(p.symbol, ZERO) + amp.add_size_usd
                 directives.append(hfos.Directive(hfos.PAL, "add", p.symbol, amp.reason, amp.add_size_usd,
                                                  trace_id=trace_id))
-    return Proposal(directives, decision, assessments, {p.symbol: p.id for p in state.positions})
+    return Proposal(directives, decision, assessments, {p.symbol: p.id for p in state.positions}, standing)
 
 
 # --- the pass ---
-def run_exclusively(trigger: str, *, include_pba: bool, extra: list[hfos.Directive] | None = None):
-    """One pass at a time across every ops process; None when another holds the lock."""
+def run_exclusively(trigger: str, *, include_pba: bool, extra: list[hfos.Directive] | None = None,
+                    wait_seconds: float = 0.0):
+    """One pass at a time across every ops process. A pass that finds another running waits up to
+    `wait_seconds` for it (the balancer's passes do: a position.opened pass skipped would leave
+    that position's caps unchecked until the next beat), else it is skipped (None)."""
+    import time
+
     token = uuid.uuid4().hex
-    if not cache.add(_LOCK_KEY, token, timeout=_LOCK_SECONDS):
-        log.info("orchestration pass skipped: another one is running", trigger=trigger)
-        return None
+    deadline = time.monotonic() + wait_seconds
+    while not cache.add(_LOCK_KEY, token, timeout=_LOCK_SECONDS):
+        if time.monotonic() >= deadline:
+            log.info("orchestration pass skipped: another one is running", trigger=trigger)
+            return None
+        time.sleep(0.25)
     try:
         return run(trigger, include_pba=include_pba, extra=extra)
     finally:
@@ -188,19 +219,24 @@ def _store_assessments(state: State, assessments: dict[int, intelligence.Assessm
         .update(open=False)
 
 
-def _last_adds() -> dict[int, datetime]:
+def _last_adds(state: State, window_seconds: float) -> dict[int, datetime]:
+    """The last add carried out for each open position within the one-add window."""
+    from datetime import timedelta
+
     from django.db.models import Max
 
     from analytics.models import DirectiveOutcome, HfosDirective
 
     rows = (HfosDirective.objects.filter(layer=hfos.PAL, kind="add", outcome=DirectiveOutcome.ACCEPTED,
-                                         position_id__isnull=False, event_id__isnull=False)
+                                         position_id__in=[p.id for p in state.positions], event_id__isnull=False,
+                                         created_at__gte=state.now - timedelta(seconds=window_seconds))
             .values("position_id").annotate(at=Max("created_at")))
     return {r["position_id"]: r["at"] for r in rows}
 
 
 def _portfolio_view(state: State, cfg: OrchestrationConfig, decision: balancer.BalanceDecision | None) -> dict:
-    view = {"equity_usd": str(state.equity_usd), "drawdown_pct": str(round(state.drawdown_pct, 4)),
+    view = {"equity_usd": str(state.equity_usd),
+            "drawdown_pct": None if state.drawdown_pct is None else str(round(state.drawdown_pct, 4)),
             "caps": {"max_sector_exposure_pct": str(cfg.caps.max_sector_exposure_pct),
                      "max_total_exposure_pct": str(cfg.caps.max_total_exposure_pct),
                      "max_positions": cfg.caps.max_positions},
@@ -236,7 +272,7 @@ def run(trigger: str, *, include_pba: bool, extra: list[hfos.Directive] | None =
         assessments = assess(state, atr_now, atr_entry, float(seconds(settings.UNIVERSE_TIMEFRAME)),
                              DEFAULT_HORIZON_BARS)
     proposal = propose(state, cfg, include_pba=include_pba, policy=policy_get(), assessments=assessments,
-                       last_add_at=_last_adds(), trace_id=trace_id)
+                       last_add_at=_last_adds(state, cfg.amplifier.window_seconds), trace_id=trace_id)
     directives = proposal.directives + list(extra or [])
     try:
         hfos.check_directives(directives, {p.symbol: p.notional_usd for p in state.positions})
@@ -249,7 +285,7 @@ def run(trigger: str, *, include_pba: bool, extra: list[hfos.Directive] | None =
                                                skipped=f"refused: {exc}"[:500], created_at=now, trace_id=trace_id,
                                                portfolio=_portfolio_view(state, cfg, proposal.balance))
     resolution = hfos.resolve(directives, cfg.hierarchy)
-    acting = [d for d in resolution.accepted if d.layer in (hfos.PBA, hfos.PAL)]
+    acting = [d for d in resolution.accepted if d.layer in (hfos.PBA, hfos.PAL) and d not in proposal.standing]
     contested = [o for o in resolution.overruled if o.directive.layer in (hfos.PBA, hfos.PAL)]
     with transaction.atomic():
         if assessments:
@@ -266,8 +302,12 @@ def _record_and_publish(trigger, cfg, state, proposal, resolution, now, trace_id
     from qtweb.queues import Service, service_shadow
 
     shadow = service_shadow(Service.ANALYTICS)
+    # A directive that stands only to be weighed (a reduction already on its way, or one the
+    # balancer's next pass carries out) is recorded when it overruled something, not every pass.
+    beat_something = {o.by for o in resolution.overruled}
+    accepted = [d for d in resolution.accepted if d not in proposal.standing or d in beat_something]
     decision = HfosDecision.objects.create(
-        trigger=trigger, hierarchy=list(cfg.hierarchy), accepted_count=len(resolution.accepted),
+        trigger=trigger, hierarchy=list(cfg.hierarchy), accepted_count=len(accepted),
         overruled_count=len(resolution.overruled), portfolio=_portfolio_view(state, cfg, proposal.balance),
         shadow=shadow, created_at=now, trace_id=trace_id)
     rows: dict[hfos.Directive, HfosDirective] = {}
@@ -277,10 +317,10 @@ def _record_and_publish(trigger, cfg, state, proposal, resolution, now, trace_id
                              reason=d.reason[:500], outcome=outcome, overruled_by=by.describe()[:500] if by else "",
                              why=why[:500], position_id=proposal.position_of.get(d.symbol), created_at=now)
 
-    for d in resolution.accepted:
+    for d in accepted:
         rows[d] = row(d, DirectiveOutcome.ACCEPTED)
     overruled = [row(o.directive, DirectiveOutcome.OVERRULED, o.by, o.why) for o in resolution.overruled]
-    reductions = [d for d in resolution.accepted if d.layer == hfos.PBA and d.kind == "reduce"]
+    reductions = [d for d in accepted if d.layer == hfos.PBA and d.kind == "reduce" and d not in proposal.standing]
     if shadow:  # decided and recorded; nothing carried out (and so nothing pending or counted as an add)
         HfosDirective.objects.bulk_create([*rows.values(), *overruled])
         log.info("orchestration decided in shadow: nothing published", trigger=trigger, decision_id=decision.pk,
@@ -299,7 +339,7 @@ def _record_and_publish(trigger, cfg, state, proposal, resolution, now, trace_id
             "reasons": {d.symbol: d.reason[:500] for d in reductions}}, source=SOURCE, trace_id=trace_id)
         for d in reductions:
             rows[d].event_id = event.event_id
-    for d in resolution.accepted:
+    for d in accepted:
         if d.layer == hfos.PAL and d.kind == "add":
             event = publish(EventType.PROFIT_AMPLIFICATION, {
                 "position_id": str(proposal.position_of[d.symbol]), "symbol": d.symbol, "action": "add",

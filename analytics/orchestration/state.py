@@ -29,6 +29,8 @@ HEALING_ACTOR = "self-healing"
 # A reduction the balancer asked for is pending until its intent has finished; one whose event was
 # never turned into an intent within this time is given up on (the next pass asks again).
 PENDING_REDUCTION_MAX_SECONDS = 3600
+# The execution subscriber that turns portfolio.balance into intents (trading/subscribers.py).
+PBA_CONSUMER = "trading.execution.on_portfolio_balance"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class OpenPosition:
     liquidation_price: Decimal | None
     opened_at: datetime
     trace_id: str
+    exit_pending: bool = False  # an exit is being worked: nothing is added to it
 
     @property
     def notional_usd(self) -> Decimal:
@@ -56,7 +59,7 @@ class State:
     now: datetime
     exchange: str
     equity_usd: Decimal
-    drawdown_pct: Decimal
+    drawdown_pct: Decimal | None  # None: the day's starting equity is unknown
     positions: list[OpenPosition]
     mode: Mode
     mode_set_by: str
@@ -64,6 +67,9 @@ class State:
     critical_services: list[str] | None  # None: the health graph is unknown
     signals: dict[str, str | None] = field(default_factory=dict)  # symbol -> long/short/None
     pending_reductions_usd: dict[str, Decimal] = field(default_factory=dict)
+    # Entries being worked (TWAP/VWAP slices not sent yet, adds not filled): the risk validator
+    # counts them as exposure, so the room an add gets counts them too.
+    in_flight_entries_usd: dict[str, Decimal] = field(default_factory=dict)
 
     def position(self, symbol: str) -> OpenPosition | None:
         return next((p for p in self.positions if p.symbol == symbol), None)
@@ -77,9 +83,10 @@ def _positions(exchange: str) -> list[OpenPosition]:
         if p.amount <= 0:
             continue
         out.append(OpenPosition(
-            id=p.pk, symbol=p.symbol.symbol, symbol_id=p.symbol_id, sector=p.symbol.sector or "other",
+            id=p.pk, symbol=p.symbol.symbol, symbol_id=p.symbol_id, sector=p.symbol.sector,
             side=p.side, amount=p.amount, entry_price=p.entry_price, mark_price=p.mark_price or p.entry_price,
-            leverage=p.leverage, liquidation_price=p.liquidation_price, opened_at=p.opened_at, trace_id=p.trace_id))
+            leverage=p.leverage, liquidation_price=p.liquidation_price, opened_at=p.opened_at, trace_id=p.trace_id,
+            exit_pending=p.exit_pending))
     return out
 
 
@@ -107,8 +114,12 @@ def _signals(symbols: list[str], now: datetime) -> dict[str, str | None]:
 
 
 def _pending_reductions(now: datetime) -> dict[str, Decimal]:
-    """Reductions published by the balancer whose intents have not finished (or not been made yet)."""
+    """Reductions the balancer published that are still on their way: the event not yet handled by
+    execution, or its intent not finished. An event execution refused (handled, no intent) is not
+    pending: the next pass asks again. Older than PENDING_REDUCTION_MAX_SECONDS, nothing is pending
+    (execution refuses an event that old, so it cannot land on top of its replacement)."""
     from analytics.models import DirectiveOutcome, HfosDirective
+    from qtweb.events.models import DeliveryStatus, EventDelivery
     from trading.models import ExecutionIntent
 
     since = now - timedelta(seconds=PENDING_REDUCTION_MAX_SECONDS)
@@ -117,17 +128,39 @@ def _pending_reductions(now: datetime) -> dict[str, Decimal]:
                                           event_id__isnull=False, created_at__gte=since):
         statuses = set(ExecutionIntent.objects.filter(intent_key__startswith=f"pba:{d.event_id}:",
                                                       symbol__symbol=d.symbol).values_list("status", flat=True))
-        if not statuses or statuses & {IntentStatus.PENDING.value, IntentStatus.WORKING.value}:
+        if statuses:
+            pending = bool(statuses & {IntentStatus.PENDING.value, IntentStatus.WORKING.value})
+        else:
+            pending = EventDelivery.objects.filter(event_id=d.event_id, subscriber=PBA_CONSUMER,
+                                                   status=DeliveryStatus.PENDING).exists()
+        if pending:
             out[d.symbol] = out.get(d.symbol, ZERO) + d.amount_usd
     return out
 
 
-def critical_services() -> list[str] | None:
+def _in_flight_entries(exchange: str) -> dict[str, Decimal]:
+    from trading.selectors import in_flight_entries
+
+    out: dict[str, Decimal] = {}
+    for e in in_flight_entries(exchange):
+        out[e.symbol] = out.get(e.symbol, ZERO) + e.size_usd
+    return out
+
+
+def critical_services(now: datetime) -> list[str] | None:
+    """The services the health graph holds CRITICAL; None when there is no graph or it is older than
+    HFOS_STATE_MAX_AGE_SECONDS (the monitor stopped: its last view is no longer known to be true)."""
     from analytics.health import graph as health_graph
     from qtweb.events.schemas import HealthState
 
     graph = health_graph.latest()
     if not graph:
+        return None
+    try:
+        generated = datetime.fromisoformat(graph["generated_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if generated.tzinfo is None or (now - generated).total_seconds() > settings.HFOS_STATE_MAX_AGE_SECONDS:
         return None
     return sorted(name for name, s in graph.get("services", {}).items() if s.get("status") == HealthState.CRITICAL)
 
@@ -148,13 +181,19 @@ def load(now: datetime) -> State | str:
         return f"account snapshot of {exchange} is {age:.0f} s old (> {settings.HFOS_STATE_MAX_AGE_SECONDS:g} s)"
     if snap.equity_usd <= 0:
         return f"equity of {exchange} is {snap.equity_usd}: nothing to measure exposure against"
+    # Pending reductions before positions: a reduction that fills in between is then seen twice
+    # (pending, and in the smaller position) and under-reduces, never reduced twice.
+    pending = _pending_reductions(now)
+    in_flight = _in_flight_entries(exchange)
     positions = _positions(exchange)
     last = last_mode_change()
+    # Without the day's starting equity the drawdown is unknown (not 0): amplification is blocked.
+    drawdown = snap.drawdown * 100 if snap.day_start_equity_usd > 0 else None
     state = State(now=now, exchange=exchange, equity_usd=to_decimal(snap.equity_usd, "equity_usd"),
-                  drawdown_pct=snap.drawdown * 100, positions=positions, mode=Mode(mode_get()),
+                  drawdown_pct=drawdown, positions=positions, mode=Mode(mode_get()),
                   mode_set_by=last.changed_by if last is not None else "",
                   entries_blocked_until=entries_blocked_until(),
-                  critical_services=critical_services())
+                  critical_services=critical_services(now), pending_reductions_usd=pending,
+                  in_flight_entries_usd=in_flight)
     state.signals = _signals([p.symbol for p in positions], now)
-    state.pending_reductions_usd = _pending_reductions(now)
     return state

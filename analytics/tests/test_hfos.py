@@ -41,7 +41,7 @@ def test_a_self_healing_reduce_only_stops_a_pal_add_on_every_symbol():
 
 
 def test_a_different_order_decides_the_other_way():
-    order = ("self_healing", "risk", "hfos", "pal", "pba")
+    order = ("risk", "self_healing", "hfos", "pal", "pba")
     r = resolve([d("pal", "add"), d("pba", "reduce")], order)
     assert [x.layer for x in r.accepted] == ["pal"]
 
@@ -65,6 +65,8 @@ def test_a_block_of_amplification_stops_adds_but_not_entries():
     (("self_healing", "risk", "hfos", "pba", "pal", "moon"), "unknown layer(s) 'moon'"),
     (("self_healing", "risk", "hfos", "pba"), "leaves out pal"),
     (("self_healing", "risk", "risk", "hfos", "pba", "pal"), "names risk more than once"),
+    (("pal", "self_healing", "risk", "hfos", "pba"), "must rank self_healing and risk above hfos, pba and pal"),
+    (("self_healing", "hfos", "risk", "pba", "pal"), "must rank self_healing and risk above"),
 ])
 def test_a_bad_priority_list_is_refused_with_the_reason(hierarchy, message):
     with pytest.raises(HfosError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -102,8 +104,13 @@ directives = st.lists(st.builds(Directive, layer=st.sampled_from(LAYERS), kind=s
                       max_size=12)
 
 
+# Every order the settings accept: the protecting layers first (either way), the others after.
+orders = st.tuples(st.permutations(["self_healing", "risk"]), st.permutations(["hfos", "pba", "pal"])).map(
+    lambda t: (*t[0], *t[1]))
+
+
 @settings(max_examples=300, deadline=None)
-@given(directives, st.permutations(LAYERS), st.randoms())
+@given(directives, orders, st.randoms())
 def test_every_directive_is_accounted_for_no_conflict_survives_and_order_does_not_matter(ds, order, rnd):
     r = resolve(ds, order)
     assert sorted(map(repr, [*r.accepted, *(o.directive for o in r.overruled)])) == sorted(map(repr, ds))

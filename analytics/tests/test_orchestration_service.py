@@ -109,11 +109,61 @@ def test_hfos_own_rules_join_the_proposal(critical, drawdown, expected):
     assert any(d.kind == "add" for d in resolution.accepted) is (not expected)
 
 
-def test_a_recent_add_or_a_pass_without_the_balancer_proposes_no_more():
+def test_between_the_balancers_passes_its_reductions_stand_but_are_not_carried_out():
     s = state(position(1, "DOGE", "meme", 4_000, pnl_pct="8"), position(2, "BTC", "l1", 40_000))
     s.signals = {"DOGE": "long"}
-    p = _propose(s, include_pba=False, last_add_at={1: NOW - timedelta(hours=1)})
-    assert p.directives == [] and p.balance is None
+    p = _propose(s, include_pba=False, last_add_at={1: NOW - timedelta(hours=1)})  # DOGE added an hour ago
+    assert kinds(p.directives) == [("pba", "reduce", "BTC")] and set(p.directives) == p.standing
+    assert "carried out by the balancer's next pass" in p.directives[0].reason
+
+
+def test_an_add_against_a_reduction_already_on_its_way_loses_in_a_pass_without_the_balancer():
+    # The balancer closes DOGE (beyond the count); 60 s later, before the close fills, PAL must not
+    # add to it.
+    cfg = orchestration_config({**SETTINGS, "PBA_MAX_POSITIONS": 1})
+    s = state(position(1, "ETH", "l1", 9_000), position(2, "DOGE", "meme", 2_000, pnl_pct="8"),
+              signals={"DOGE": "long"}, pending={"DOGE": D(2_000)})
+    p = _propose(s, cfg=cfg, include_pba=False)
+    standing = [d for d in p.directives if d in p.standing]
+    assert kinds(standing) == [("pba", "reduce", "DOGE")] and standing[0].reason == "a reduction already on its way"
+    r = hfos.resolve(p.directives, cfg.hierarchy)
+    assert [(o.directive.kind, o.by.layer) for o in r.overruled] == [("add", "pba")]
+
+
+def test_a_halted_system_gets_no_reductions_that_could_only_be_refused():
+    s = state(position(1, "BTC", "l1", 40_000), mode=Mode.HALTED, set_by="operator")
+    p = _propose(s)
+    assert kinds(p.directives) == [("risk", "halt", "*")] and p.balance is None
+
+
+def test_a_position_with_an_exit_in_flight_gets_no_add():
+    pos = position(1, "DOGE", "meme", 4_000, pnl_pct="8")
+    from dataclasses import replace
+
+    s = state(replace(pos, exit_pending=True), signals={"DOGE": "long"})
+    assert not [d for d in _propose(s).directives if d.kind == "add"]
+
+
+def test_entries_still_being_worked_use_up_the_room_as_the_validator_counts_them():
+    s = state(position(1, "DOGE", "meme", 4_000, pnl_pct="8"), signals={"DOGE": "long"})
+    s.in_flight_entries_usd = {"DOGE": D(3_000)}
+    adds = [d.amount_usd for d in _propose(s, policy=Policy(max_position_usd=D(10_000))).directives if d.kind == "add"]
+    assert adds == [D(3_000)]  # 10,000 - 4,000 held - 3,000 being worked
+
+
+def test_a_winning_short_with_its_signal_gets_an_add_and_a_long_signal_does_not_agree():
+    short = position(1, "ETH", "l1", 4_000, pnl_pct="8", side="short")
+    assert [d.amount_usd for d in _propose(state(short, signals={"ETH": "short"})).directives
+            if d.kind == "add"] == [D(6_000)]
+    assert not [d for d in _propose(state(short, signals={"ETH": "long"})).directives if d.kind == "add"]
+
+
+def test_an_unknown_days_drawdown_blocks_amplification():
+    s = state(position(1, "DOGE", "meme", 4_000, pnl_pct="8"), signals={"DOGE": "long"})
+    s.drawdown_pct = None
+    p = _propose(s)
+    assert ("hfos", "block_amplification", "*") in kinds(p.directives)
+    assert not [d for d in hfos.resolve(p.directives).accepted if d.kind == "add"]
 
 
 def test_without_position_intelligence_a_profitable_position_counts_as_a_winner():

@@ -172,6 +172,13 @@ if RL_SIZING_MODE not in ("kelly", "ppo"):
 # threshold, horizon, execution strategy, or standing aside). Off until the walk-forward ablation
 # shows it helps; off is exactly the behaviour without it.
 RL_META_STRATEGY_ENABLED = read("RL_META_STRATEGY_ENABLED")
+# The share of its decisions in which the agent tries the profile it knows least (so every profile
+# keeps getting rewards); the rest are its cautious choice.
+RL_META_EXPLORATION_RATE = read("RL_META_EXPLORATION_RATE")
+if not 0 <= RL_META_EXPLORATION_RATE <= 0.5:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"RL_META_EXPLORATION_RATE must be in [0, 0.5], got {RL_META_EXPLORATION_RATE}")
 # RL sizing refuses to size on an account snapshot older than this: three reconciliation
 # periods (the execution side also refreshes it on every fill).
 ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS = read("ACCOUNT_SNAPSHOT_MAX_AGE_SECONDS")

@@ -19,3 +19,6 @@ AI_FAULTS_ENABLED = True  # a model that raises on every call (self-healing quar
 # A retraining job given up for dead sooner than in production, so the crash test's reaper (the
 # real task on the ops worker) acts within seconds.
 CLM_JOB_STALE_SECONDS = float(os.environ.get("CLM_JOB_STALE_SECONDS") or 30)
+
+# The meta-strategy's choices are deterministic in tests (its exploration has a test of its own).
+RL_META_EXPLORATION_RATE = 0.0

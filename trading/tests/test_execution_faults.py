@@ -297,7 +297,11 @@ def test_portfolio_and_profit_amplification_intents_take_the_same_risk_path(pape
     from trading.execution.services import intent_process
 
     add = intent_process(ExecutionIntent.objects.get(source="profit_amplification").pk)
-    assert add.status == "rejected" and "max position" in add.reason  # 50k breaches the 10k cap
+    # 50k would breach the 10k cap: the add is cut to the validator's room, and validated like any entry.
+    from risk.models import RiskDecision
+
+    assert add.status == "done" and add.size_usd < D(10_000) - D(2_000)
+    assert RiskDecision.objects.filter(intent_key=add.intent_key, approved=True).exists()
     bad = build_envelope("portfolio.balance", {"equity_usd": "100000", "gross_exposure_usd": "3000",
                                                "directives": ["reduce BTC/USDT:USDT 1000", "nonsense"]},
                          trace_id="trace-pba-0", source="analytics-os-service")
@@ -310,7 +314,7 @@ def test_portfolio_and_profit_amplification_intents_take_the_same_risk_path(pape
     reduce = intent_process(ExecutionIntent.objects.get(source="portfolio_balance").pk)
     assert reduce.status == "done" and reduce.reduce_only and reduce.side == "sell"
     pos.refresh_from_db()
-    assert pos.status == "open" and pos.amount < D("0.05")
+    assert pos.status == "open" and pos.amount < add.amount + D("0.05")  # grown by the add, less the reduction
 
 
 def test_reconciliation_reports_a_spot_position_the_balance_no_longer_covers(paper_market):
@@ -464,3 +468,50 @@ def test_the_order_rate_limit_also_paces_the_slices_of_one_intent(paper_market):
     intent = manual("burst-1", amount="0.1", strategy="twap", params={"slices": 10, "duration_seconds": 0})
     assert intent.status == "working" and Order.objects.filter(intent=intent).count() == 3
     assert intent.next_action_at is not None
+
+
+def test_an_amplification_a_tick_too_big_is_cut_to_the_validators_room_and_a_wrong_symbol_refused(paper_market):
+    from qtweb.events.schemas import build_envelope
+    from trading.execution.services import IntentError, profit_amplification_apply
+    from trading.models import Position
+
+    manual("amp-base", amount="0.1")  # ~6,000 USD of BTC; the policy allows 10,000 per position
+    pos = Position.objects.get(status="open")
+    # PAL measured the room at an older, lower mark: it asks for more than the validator allows now.
+    asked = D(10_000) - pos.amount * pos.entry_price * D("0.999")
+    env = build_envelope("profit.amplification", {"position_id": str(pos.pk), "symbol": "BTC/USDT:USDT",
+                                                  "action": "add", "add_size_usd": str(asked.quantize(D("0.01"))),
+                                                  "reason": "winner"}, trace_id="trace-amp-1", source="test")
+    intent = profit_amplification_apply(env)
+    assert intent.size_usd < asked and intent.params["signal_price"]
+    from trading.execution.services import intent_process
+
+    assert intent_process(intent.pk).status == "done"  # cut to the room: it passes instead of being refused
+    wrong = build_envelope("profit.amplification", {"position_id": str(pos.pk), "symbol": "ETH/USDT:USDT",
+                                                    "action": "add", "add_size_usd": "10", "reason": "winner"},
+                           trace_id="trace-amp-2", source="test")
+    with pytest.raises(IntentError, match="names ETH/USDT:USDT but position .* is BTC/USDT:USDT"):
+        profit_amplification_apply(wrong)
+
+
+def test_a_balancer_close_is_sized_by_the_position_and_an_old_rebalance_is_refused(paper_market):
+    from qtweb.events.schemas import build_envelope
+    from trading.execution.services import IntentError, intent_process, intents_from_portfolio_balance
+    from trading.models import Position
+
+    manual("close-base", amount="0.05")
+    pos = Position.objects.get(status="open")
+    notional = (pos.amount * (pos.mark_price or pos.entry_price)).quantize(D("0.01"))
+    env = build_envelope("portfolio.balance", {"equity_usd": "100000", "gross_exposure_usd": str(notional),
+                                               "directives": [f"reduce BTC/USDT:USDT {notional}"]},
+                         trace_id="trace-close-1", source="test")
+    [intent] = intents_from_portfolio_balance(env)
+    assert intent.amount == pos.amount and intent.reduce_only  # the whole position, whatever the price now
+    assert intent_process(intent.pk).status == "done"
+    assert not Position.objects.filter(status="open").exists()
+    old = build_envelope("portfolio.balance", {"equity_usd": "100000", "gross_exposure_usd": "0",
+                                               "directives": ["reduce BTC/USDT:USDT 10"]},
+                         trace_id="trace-close-2", source="test")
+    old = old.model_copy(update={"timestamp": timezone.now() - timedelta(hours=2)})
+    with pytest.raises(IntentError, match="it is 7200 s old"):
+        intents_from_portfolio_balance(old)

@@ -12,7 +12,7 @@ exit_intent                   a reduce-only market exit of a position (TP/SL/tra
 """
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -46,6 +46,10 @@ CONFIDENCE_QUANTUM = Decimal("0.000001")
 EXIT_RETRY_BASE_SECONDS = 10.0
 EXIT_RETRY_MAX_SECONDS = 300.0
 PAL_ADD = "add"
+# A balancer's reduction older than this is not carried out: the balancer counts a reduction as on
+# its way for this long (analytics/orchestration/state.py), then asks again if still needed.
+PORTFOLIO_BALANCE_MAX_AGE_SECONDS = 3600
+CLOSE_FRACTION = Decimal("0.99")
 PAL_EXTEND_TAKE_PROFIT = "extend_take_profit"
 
 
@@ -142,6 +146,11 @@ def intents_from_portfolio_balance(event: EventEnvelope) -> list[ExecutionIntent
     half-applied."""
     p: PortfolioBalance = event.data()
     exchange = exchange_id()
+    age = (timezone.now() - event.timestamp).total_seconds()
+    if age > PORTFOLIO_BALANCE_MAX_AGE_SECONDS:
+        # The balancer has stopped counting it as on its way and may have asked again since.
+        raise IntentError(f"portfolio.balance refused, nothing applied: it is {age:.0f} s old "
+                          f"(> {PORTFOLIO_BALANCE_MAX_AGE_SECONDS} s); the balancer's next pass decides afresh")
     planned, problems = [], []
     for i, text in enumerate(p.directives):
         try:
@@ -165,15 +174,21 @@ def intents_from_portfolio_balance(event: EventEnvelope) -> list[ExecutionIntent
                                 f"{directive.symbol} position ({notional.quantize(CENT)} USD)")
                 continue
             side = PositionSide(pos.side).exit_side
-        planned.append((i, directive, side, sym))
+            # Within 1 % of the whole position it is a close: sized by the position's amount, so a
+            # price a tick below the balancer's mark does not make it "bigger than the position".
+            if directive.size_usd >= notional * CLOSE_FRACTION:
+                planned.append((i, directive, side, sym, pos.amount))
+                continue
+        planned.append((i, directive, side, sym, None))
     if problems:
         log.error("portfolio.balance refused: nothing applied", problems=problems, trace_id=event.trace_id)
         raise IntentError("portfolio.balance refused, nothing applied: " + "; ".join(problems))
     out = []
     with transaction.atomic():
-        for i, directive, side, sym in planned:
+        for i, directive, side, sym, amount in planned:
+            size = {"amount": amount} if amount is not None else {"size_usd": directive.size_usd}
             intent, _ = intent_create(key=f"pba:{event.event_id}:{i}", source=IntentSource.PORTFOLIO_BALANCE,
-                                      symbol=directive.symbol, side=side, size_usd=directive.size_usd,
+                                      symbol=directive.symbol, side=side, **size,
                                       reduce_only=directive.reduce_only, strategy=ExecutionStrategy.SMART,
                                       exit_reason=CloseReason.REBALANCE, trace_id=event.trace_id,
                                       created_by="portfolio-balancer", symbol_obj=sym)
@@ -193,16 +208,45 @@ def profit_amplification_apply(event: EventEnvelope) -> ExecutionIntent | None:
     if pos is None:
         log.warning("profit.amplification for a position that is not open", position_id=p.position_id)
         return None
+    if pos.symbol.symbol != p.symbol:
+        raise IntentError(f"profit.amplification names {p.symbol} but position {p.position_id} is "
+                          f"{pos.symbol.symbol}: refused")
     if p.action == PAL_ADD and p.add_size_usd > 0:
+        size = _amplification_size(pos, p.add_size_usd)
+        if size < p.add_size_usd:
+            log.info("profit amplification cut to the risk limits' room", position_id=pos.pk,
+                     asked_usd=str(p.add_size_usd), size_usd=str(size), trace_id=event.trace_id)
+        # The mark PAL judged the winner at is the collar's reference: an add that would now execute
+        # far from it (the profit gone) is refused by the price collar.
+        params = {"signal_price": str(pos.mark_price)} if pos.mark_price else {}
         intent, _ = intent_create(key=f"pal:{event.event_id}", source=IntentSource.PROFIT_AMPLIFICATION,
                                   symbol=pos.symbol.symbol, side=PositionSide(pos.side).entry_side,
-                                  size_usd=p.add_size_usd, leverage=pos.leverage, strategy=ExecutionStrategy.SMART,
-                                  entry_model=pos.entry_model, confidence=pos.entry_confidence,
+                                  size_usd=size, leverage=pos.leverage, strategy=ExecutionStrategy.SMART,
+                                  entry_model=pos.entry_model, confidence=pos.entry_confidence, params=params,
                                   trace_id=event.trace_id, created_by="profit-amplification")
         return intent
     if p.action == PAL_EXTEND_TAKE_PROFIT:
         take_profit_extend(pos)
     return None
+
+
+def _amplification_size(pos: Position, asked_usd: Decimal) -> Decimal:
+    """The add PAL asked for, cut to the largest the risk validator would pass now. PAL sized it at
+    the bar's mark; the validator measures at the current price with the entries still being
+    worked, so a room-capped add a tick too big would otherwise be refused outright."""
+    from risk.services.validation import IntentRequest, intent_validate
+
+    verdict, _ = intent_validate(IntentRequest(symbol=pos.symbol.symbol, side=PositionSide(pos.side).entry_side,
+                                               size_usd=asked_usd, leverage=pos.leverage,
+                                               confidence=pos.entry_confidence,
+                                               source=IntentSource.PROFIT_AMPLIFICATION),
+                                 symbol=pos.symbol, record=False, alert=False)
+    room = (verdict.max_allowed_size_usd or Decimal(0)).quantize(CENT, rounding=ROUND_DOWN)
+    if verdict.approved or room <= 0:
+        # Approved as asked; or refused for more than its size (the mode, the collar, no room at
+        # all): the intent goes as asked so the risk path records the refusal with every reason.
+        return asked_usd
+    return min(asked_usd, room)
 
 
 def exit_retry_wait_seconds(attempt: int) -> float:
