@@ -157,8 +157,12 @@ def test_a_worker_that_keeps_dying_is_restarted_at_most_n_times_then_left_down_w
         pid = sup.pid("inference")
         died = datetime.now(UTC)
         os.kill(pid, signal.SIGKILL)
-        assert wait_for(lambda p=pid, d=died: beating("inference", since=d, not_pid=p)
-                 or HealingAction.objects.filter(kind="give_up", target="inference").exists(), timeout=60, poll=0.5)
+        # Back means beating and RUNNING to supervisord: a process killed while still STARTING (its
+        # first 2 s) is retried by supervisord itself, and that death would never reach self-healing.
+        assert wait_for(lambda p=pid, d=died: (beating("inference", since=d, not_pid=p)
+                                               and sup.info("inference")["statename"] == "RUNNING")
+                        or HealingAction.objects.filter(kind="give_up", target="inference").exists(),
+                        timeout=60, poll=0.5)
     assert wait_for(lambda: HealingAction.objects.filter(kind="give_up", target="inference").exists(),
                     timeout=30, poll=0.5)
     give_up = HealingAction.objects.get(kind="give_up", target="inference")
