@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 
 from ai.models import EvaluationReport, MetaStrategyDecision, MetaStrategyState, ModelVersion, UniverseSnapshot
+from qtweb.admin import ReadOnlyAdmin
 
 
 @admin.register(UniverseSnapshot)
@@ -117,36 +118,24 @@ class EvaluationReportAdmin(admin.ModelAdmin):
 
 
 @admin.register(MetaStrategyState)
-class MetaStrategyStateAdmin(admin.ModelAdmin):
+class MetaStrategyStateAdmin(ReadOnlyAdmin):
     """The meta-strategy agent's learned state: read-only (it learns from closed positions)."""
 
     list_display = ["pk", "rewards_applied", "updated_at"]
     readonly_fields = ["rewards_applied", "updated_at", "bandit"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False
 
 
 @admin.register(MetaStrategyDecision)
-class MetaStrategyDecisionAdmin(admin.ModelAdmin):
+class MetaStrategyDecisionAdmin(ReadOnlyAdmin):
     """Which profile traded which symbol, why, and what it earned: read-only, findable by trace id."""
 
     list_display = ["created_at", "symbol", "regime", "group", "profile", "fallback", "reward", "trace_id"]
     list_filter = ["profile", "regime", "fallback", "trade"]
     search_fields = ["symbol", "trace_id", "position_id"]
     readonly_fields = [f.name for f in MetaStrategyDecision._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False
