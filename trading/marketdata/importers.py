@@ -8,13 +8,18 @@ good ones are grouped per (symbol, timeframe) for ingestion.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 import numpy as np
 
+from core.decimals import to_decimal
+from core.enums import MarketType
+from qtweb.events.schemas import SYMBOL_PATTERN
 from trading.marketdata import timeframes
 
 REQUIRED = ("open_time", "open", "high", "low", "close", "volume")
@@ -120,3 +125,64 @@ def parse(path: Path, *, symbol: str | None, timeframe: str | None) -> ParsedFil
             out.gaps.append((key[0], key[1], int(arr[j, 0] + step), int(arr[j + 1, 0] - step)))
     out.problems.sort()
     return out
+
+
+# --- creating the symbols a file introduces ---------------------------------------------------
+
+# Inferred increments are powers of ten from 10**-8 to 1. Finer than 10**-8 is float noise
+# (a Parquet price of 0.30000000000000004), not a real tick; coarser than 1 would read a tick
+# into round numbers (a file of prices 93500, 93600 does not prove a tick of 100).
+FINEST_EXPONENT, COARSEST_EXPONENT = -8, 0
+
+
+@dataclass(frozen=True)
+class UnifiedSymbol:
+    symbol: str
+    base: str
+    quote: str
+    settle: str
+    market_type: MarketType
+
+
+def parse_unified_symbol(symbol: str) -> UnifiedSymbol:
+    """BTC/USDT -> spot, BTC/USDT:USDT -> perpetual settled in USDT. ValueError with the reason
+    for anything else (the same pattern the Symbol model and the event schemas accept)."""
+    if not re.match(SYMBOL_PATTERN, symbol):
+        raise ValueError(f"{symbol!r} is not a unified symbol like BTC/USDT (spot) or BTC/USDT:USDT (perpetual): "
+                         "BASE/QUOTE[:SETTLE] in upper-case letters and digits")
+    pair, _, settle = symbol.partition(":")
+    base, quote = pair.split("/")
+    return UnifiedSymbol(symbol, base, quote, settle, MarketType.PERPETUAL if settle else MarketType.SPOT)
+
+
+@dataclass(frozen=True)
+class Increment:
+    value: Decimal
+    samples: int  # how many non-zero values it was inferred from (0: none, the finest was taken)
+
+
+def infer_increment(values) -> Increment:
+    """The largest power of ten dividing every value (zeros ignored), from 10**-8 to 1.
+
+    Prices 93500.1, 93620, 93480.5 -> 0.1. Values are rounded to 8 decimals first, so binary
+    noise in floats does not make the increment absurdly fine; with no non-zero value the
+    finest increment is returned (samples 0) rather than a guess.
+    """
+    arr = np.asarray(values, dtype=float).ravel()
+    if not np.isfinite(arr).all():
+        raise ValueError("values must be finite numbers")
+    nonzero = np.unique(np.abs(arr[arr != 0]))
+    if len(nonzero) == 0:
+        return Increment(Decimal(1).scaleb(FINEST_EXPONENT), 0)
+    exponent = COARSEST_EXPONENT
+    with localcontext() as ctx:
+        ctx.prec = 60  # rounding a volume of 1e20 to 8 decimals needs more than the default 28 digits
+        for x in nonzero:
+            d = round(to_decimal(float(x), "value"), -FINEST_EXPONENT).normalize()
+            if d == 0:  # below 10**-8 altogether: only the finest increment can hold it
+                exponent = FINEST_EXPONENT
+                break
+            exponent = min(exponent, d.as_tuple().exponent)
+            if exponent <= FINEST_EXPONENT:
+                break
+    return Increment(Decimal(1).scaleb(max(exponent, FINEST_EXPONENT)), int((arr != 0).sum()))
