@@ -154,6 +154,7 @@ METRICS_TOKEN = read("METRICS_TOKEN")
 MARKET_EXCHANGE = read("MARKET_EXCHANGE")  # gateway id the system trades on ("paper" or a ccxt id)
 # Where trained model artifacts are written (default var/models; ai/training.py).
 MODEL_ARTIFACTS_DIR = read("MODEL_ARTIFACTS_DIR")
+STRATEGIES_DIR = read("STRATEGIES_DIR") or str(BASE_DIR / "strategies")  # user strategies by file name
 MAX_PARALLEL_PREDICTIONS = read("MAX_PARALLEL_PREDICTIONS")  # concurrent inference passes per process
 # RL sizing: the equity used when no paper account exists, the share of equity one position may
 # take before Kelly and the agent scale it down (the cap itself is the risk policy's

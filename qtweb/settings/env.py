@@ -40,6 +40,7 @@ env = environ.Env(
     METRICS_TOKEN=(str, ""),
     MARKET_EXCHANGE=(str, "paper"),
     MODEL_ARTIFACTS_DIR=(str, ""),
+    STRATEGIES_DIR=(str, ""),
     MAX_PARALLEL_PREDICTIONS=(int, 4),
     EXECUTION_EXCHANGE=(str, ""),
     EXECUTION_ACCOUNT=(str, "default"),
