@@ -942,23 +942,27 @@ def statements(s: Mapping[str, Any]) -> list[str]:
         for part in PARTS:
             f = m["configurations"][f"without_{part}"]
             c = m["parts"][part]
-            iv = c["difference_per_period"]
-            diff = "identical paths" if c["identical"] else (
-                f"full - without {_bp(iv['mean'])} per period, 95% [{_bp(iv['lo'])}, {_bp(iv['hi'])}]")
+            diff = _difference(c, "full - without ")
             lines.append(f"  without {part}: {f['total_return']:+.2%}, max DD {f['max_drawdown']:.2%}; {diff}: "
                          f"{PART_NAMES[part]} {c['verdict'].upper()}.")
         base = m["configurations"]["without_meta"]
         for part in ISOLATED:
             f = m["configurations"][f"without_meta_{part}"]
             c = m["parts_alone"][part]
-            iv = c["difference_per_period"]
-            diff = "identical paths" if c["identical"] else (
-                f"{_bp(iv['mean'])} per period, 95% [{_bp(iv['lo'])}, {_bp(iv['hi'])}]")
+            diff = _difference(c)
             lines.append(f"  meta-strategy off in both arms, {part} on ({base['total_return']:+.2%}) vs off "
                          f"({f['total_return']:+.2%}): {diff}: {part.upper()} alone {c['verdict'].upper()}.")
     for part, r in s["recommended_defaults"].items():
         lines.append(f"Default for {PART_NAMES[part]}: {r['default'].upper()} ({r['reason']}).")
     return lines
+
+
+def _difference(c: Mapping[str, Any], prefix: str = "") -> str:
+    """One comparison's per-period difference and its interval, as the statements print it."""
+    if c["identical"]:
+        return "identical paths"
+    iv = c["difference_per_period"]
+    return f"{prefix}{_bp(iv['mean'])} per period, 95% [{_bp(iv['lo'])}, {_bp(iv['hi'])}]"
 
 
 def _bp(x) -> str:

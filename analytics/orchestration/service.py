@@ -159,8 +159,7 @@ def propose(state: State, cfg: OrchestrationConfig, *, include_pba: bool, policy
             if p.exit_pending:  # an exit sized to the position as it was would leave the add behind
                 continue
             a = assessments.get(p.id)
-            pnl = intelligence.PositionFacts(side=p.side, entry_price=p.entry_price, mark_price=p.mark_price,
-                                             bars_open=0, horizon_bars=1).pnl_pct
+            pnl = p.pnl_pct
             # Without position intelligence every position in profit counts as a winner.
             label = a.label if a is not None else (intelligence.WINNER if pnl >= 0 else intelligence.LOSER)
             amp = amplifier.decide(label=label, pnl_pct=pnl, side=p.side, signal_side=state.signals.get(p.symbol),

@@ -20,7 +20,7 @@ from decimal import Decimal
 from django.conf import settings
 
 from core.decimals import ZERO, to_decimal
-from core.enums import IntentStatus, Mode, SignalAction
+from core.enums import IntentStatus, Mode, PositionSide, SignalAction
 from qtweb.logging import get_logger
 
 log = get_logger(__name__)
@@ -52,6 +52,11 @@ class OpenPosition:
     @property
     def notional_usd(self) -> Decimal:
         return self.amount * self.mark_price
+
+    @property
+    def pnl_pct(self) -> Decimal:
+        move = (self.mark_price - self.entry_price) / self.entry_price * 100
+        return move if self.side == PositionSide.LONG else -move
 
 
 @dataclass
